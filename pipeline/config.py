@@ -1,0 +1,45 @@
+"""Where the Hydra configs live, and the parts of a config that define a preprocessed cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+#: ``conf/`` at the repository root; every entry point passes it to ``@hydra.main``.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+#: Top-level config keys that change the pixels in a cache. Their hash names the cache's recipe:
+#: train refuses a cache built with another recipe, evaluate rebuilds the held-out cohort with
+#: exactly the recipe stored in the checkpoint.
+PREPROCESSING_KEYS = ("slices", "series", "normalize")
+
+
+def to_container(cfg: Any) -> Any:
+    """Resolve interpolations and return plain dicts/lists (JSON- and pickle-safe)."""
+    if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def preprocessing_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing recipe (``slices``, ``series``, ``normalize``) as a plain dict."""
+    plain = to_container(cfg)
+    missing = [k for k in PREPROCESSING_KEYS if k not in plain]
+    if missing:
+        raise KeyError(f"config lacks preprocessing section(s) {missing}")
+    return {k: plain[k] for k in PREPROCESSING_KEYS}
+
+
+def config_hash(obj: Any, length: int = 16) -> str:
+    """A stable short SHA-256 of a config (key order does not matter)."""
+    text = json.dumps(to_container(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def preprocessing_hash(cfg: DictConfig | dict[str, Any]) -> str:
+    """Hash of :func:`preprocessing_config`; stored in caches and checkpoints."""
+    return config_hash(preprocessing_config(cfg))

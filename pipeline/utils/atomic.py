@@ -1,0 +1,63 @@
+"""Crash-safe writes: write to a temporary file in the target's folder, then rename.
+
+A rename within one filesystem is atomic on POSIX, so a reader sees either the old file or the
+complete new one, never a half-written file left by a crash or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    ``suffix`` keeps an extension on the temporary name for writers that insist on one
+    (``np.save`` appends ``.npy``, matplotlib picks the format from it).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; it replaces ``path`` when the block exits cleanly."""
+    if not mode.startswith(("w", "x")):
+        raise ValueError(f"atomic_open writes whole files; mode {mode!r} is not supported")
+    with atomic_path(path) as tmp, open(tmp, mode.replace("x", "w"), **kwargs) as fh:
+        yield fh
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Atomically write a UTF-8 text file."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON (NaN is written as ``null``-safe ``NaN``)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_csv(path: str | os.PathLike[str], frame: Any, **kwargs: Any) -> None:
+    """Atomically write a pandas DataFrame as CSV (no index unless asked)."""
+    kwargs.setdefault("index", False)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        frame.to_csv(fh, **kwargs)

@@ -1,0 +1,10 @@
+"""Pick the compute device: CUDA when present, otherwise the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+
+def default_device() -> torch.device:
+    """``cuda`` if a GPU is visible, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
