@@ -27,11 +27,11 @@ def to_container(cfg: Any) -> Any:
 
 def preprocessing_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """The preprocessing recipe (``slices``, ``series``, ``normalize``) as a plain dict."""
-    plain = to_container(cfg)
-    missing = [k for k in PREPROCESSING_KEYS if k not in plain]
+    missing = [k for k in PREPROCESSING_KEYS if k not in cfg]
     if missing:
         raise KeyError(f"config lacks preprocessing section(s) {missing}")
-    return {k: plain[k] for k in PREPROCESSING_KEYS}
+    # Select before resolving: a composed config may carry unresolvable Hydra runtime keys.
+    return {k: to_container(cfg[k]) for k in PREPROCESSING_KEYS}
 
 
 def config_hash(obj: Any, length: int = 16) -> str:
