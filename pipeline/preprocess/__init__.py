@@ -1,0 +1,1 @@
+"""Preprocess stage: DICOM/NIfTI cohort -> cached, normalized mid-brain slices."""
