@@ -1,0 +1,80 @@
+"""The MONAI normalization chain built from conf/: shape, range, head crop and spacing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline.config import preprocessing_config
+from pipeline.preprocess.transforms import HeadMask, SliceNormalizer
+
+from .conftest import compose_preprocess, ellipse_head
+
+
+@pytest.fixture(scope="module")
+def normalizer(preprocess_cfg) -> SliceNormalizer:
+    return SliceNormalizer(preprocessing_config(preprocess_cfg)["normalize"])
+
+
+def test_output_shape_dtype_and_range(normalizer):
+    slices = np.stack([ellipse_head(seed=s) for s in range(3)])
+    out = normalizer(slices, (1.0, 1.0))
+    assert out.shape == (3, 128, 128)
+    assert out.dtype == np.float32
+    assert out.min() == pytest.approx(0.0) and out.max() == pytest.approx(1.0)
+    # The head fills the longer side after the crop: bright pixels touch both top and bottom.
+    rows_with_head = np.flatnonzero((out > 0.5).any(axis=(0, 2)))
+    assert rows_with_head[0] < 10 and rows_with_head[-1] > 117
+
+
+def test_intensity_scale_and_offset_do_not_matter(normalizer):
+    slices = np.stack([ellipse_head(seed=s) for s in range(3)])
+    a = normalizer(slices, (1.0, 1.0))
+    b = normalizer(slices * 7.5 - 300.0, (1.0, 1.0))  # another scanner's scale and intercept
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_pixel_spacing_gives_the_same_anatomy(normalizer):
+    """One head, exported on a 96x80 matrix at 1 mm and a 48x40 matrix at 2 mm."""
+    fine = ellipse_head(96, 80, noise=0.0)
+    coarse = fine.reshape(48, 2, 40, 2).mean(axis=(1, 3))
+    a = normalizer(np.stack([fine] * 3), (1.0, 1.0))
+    b = normalizer(np.stack([coarse] * 3), (2.0, 2.0))
+    assert np.abs(a - b).mean() < 0.03
+    # Non-square pixels: 96 rows at 1 mm x 40 columns at 2 mm is still the same head shape.
+    c = normalizer(np.stack([fine.reshape(96, 40, 2).mean(axis=2)] * 3), (1.0, 2.0))
+    assert np.abs(a - c).mean() < 0.03
+
+
+def test_head_position_in_the_field_of_view_does_not_matter(normalizer):
+    centred = ellipse_head(128, 128, center=(64, 64), noise=5.0)
+    shifted = ellipse_head(128, 128, center=(50, 80), noise=5.0)
+    a = normalizer(np.stack([centred] * 3), (1.0, 1.0))
+    b = normalizer(np.stack([shifted] * 3), (1.0, 1.0))
+    assert np.abs(a - b).mean() < 0.02
+
+
+def test_head_mask_ignores_a_bright_speck_in_the_air():
+    image = ellipse_head(96, 96, center=(48, 48), radii=(20, 20), noise=5.0)
+    image[2:4, 2:4] = 5000.0  # a marker or a hot pixel far from the head
+    mask = HeadMask()(image[None])[0]
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    assert rows[0] > 20 and cols[0] > 20
+    assert mask[48, 48] or mask[40, 48]
+
+
+def test_size_override_and_a_chain_that_misses_the_size():
+    cfg = compose_preprocess(["normalize.size=64"])
+    recipe = preprocessing_config(cfg)
+    out = SliceNormalizer(recipe["normalize"])(np.stack([ellipse_head()] * 3), (1.0, 1.0))
+    assert out.shape == (3, 64, 64)
+    broken = OmegaConf.to_container(cfg.normalize, resolve=True)
+    broken["transforms"] = broken["transforms"][:-1]  # no SpatialPad
+    with pytest.raises(ValueError, match=r"must end at normalize\.size=64"):
+        SliceNormalizer(broken)(np.stack([ellipse_head()] * 3), (1.0, 1.0))
+
+
+def test_blank_slices_are_refused(normalizer):
+    with pytest.raises(ValueError, match="blank"):
+        normalizer(np.zeros((3, 32, 32), np.float32), (1.0, 1.0))
