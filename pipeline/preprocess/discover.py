@@ -1,0 +1,116 @@
+"""Find subjects and their files on disk, and fingerprint files so reruns can tell what changed.
+
+Layout (see DESIGN.md): ``<root>/<subject_id>/…any depth…/files`` with any file names (``.dcm``,
+``.IMA``, none at all), or a top-level NIfTI ``<root>/<subject_id>.nii[.gz]``. Hidden folders
+(``.git``, ``.Trash``) are not walked; hidden files inside subject folders are still looked at,
+and counted as non-DICOM when they are (``.DS_Store``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from pipeline.preprocess.stack import Rejection
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+#: Top-level files that belong to an export, not to a subject: skipped without a rejection row.
+EXPORT_INDEX_FILES = frozenset({"DICOMDIR"})
+
+
+def is_nifti(path: Path) -> bool:
+    """True for ``.nii`` and ``.nii.gz`` files (any letter case)."""
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def nifti_stem(path: Path) -> str:
+    """The file name without ``.nii``/``.nii.gz``: ``sub-01_T1w.nii.gz`` -> ``sub-01_T1w``."""
+    name = path.name
+    for suffix in NIFTI_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with forward slashes (the path itself if outside root)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
+def discover_subjects(root: Path) -> tuple[list[tuple[str, Path]], list[Rejection]]:
+    """Subject folders ``<root>/<subject_id>/`` and top-level ``<subject_id>.nii[.gz]`` files.
+
+    Returns ``(subjects, rejections)``: ``subjects`` sorted by id as ``(subject_id, path)`` where
+    path is the folder (or the NIfTI file); stray top-level files and a NIfTI file whose id also
+    names a folder become rejection rows. Raises FileNotFoundError if ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data.root {root} is not a folder; point data.root at the folder holding one "
+            "sub-folder (or one .nii/.nii.gz file) per subject"
+        )
+    folders: dict[str, Path] = {}
+    nifti_files: dict[str, Path] = {}
+    rejections: list[Rejection] = []
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("."):
+            continue  # .DS_Store, .git, editor droppings: not part of the cohort
+        if entry.is_dir():
+            folders[entry.name] = entry
+        elif is_nifti(entry):
+            nifti_files[nifti_stem(entry)] = entry
+        elif entry.name not in EXPORT_INDEX_FILES:
+            rejections.append(
+                Rejection(
+                    subject_id="",
+                    session_id="",
+                    path=entry.name,
+                    level="file",
+                    reason="file at the top of data.root, outside any subject folder: move it "
+                    "into <subject_id>/ or name a NIfTI volume <subject_id>.nii.gz",
+                )
+            )
+    for subject_id, path in nifti_files.items():
+        if subject_id in folders:
+            rejections.append(
+                Rejection(
+                    subject_id=subject_id,
+                    session_id="",
+                    path=path.name,
+                    level="file",
+                    reason=f"subject {subject_id} also has a folder {subject_id}/, which is used; "
+                    "move this volume into the folder to use both",
+                )
+            )
+        else:
+            folders[subject_id] = path
+    subjects = sorted(folders.items(), key=lambda item: item[0])
+    return subjects, rejections
+
+
+def list_files(subject_path: Path) -> list[Path]:
+    """Every file under a subject folder (any depth, sorted), or ``[subject_path]`` for a file."""
+    subject_path = Path(subject_path)
+    if subject_path.is_file():
+        return [subject_path]
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(subject_path):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        files.extend(Path(dirpath) / name for name in sorted(filenames))
+    return files
+
+
+def source_fingerprint(paths: Iterable[Path], root: Path, length: int = 16) -> str:
+    """Hash of the files' relative paths, sizes and modification times: changes when input does."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        stat = path.stat()
+        digest.update(f"{relative_path(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:length]

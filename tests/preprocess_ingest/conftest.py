@@ -1,0 +1,351 @@
+"""Reusable writers of small synthetic DICOM series and NIfTI volumes, with known ground truth.
+
+Other preprocess tests can reach all of it through the ``dicom_writer`` fixture (pytest's
+importlib mode does not make conftest modules importable): copy this file's fixtures into their
+conftest, or move them to tests/conftest.py if they are needed by several stages.
+
+Every header value is derived from a :class:`Volume`: the physical pixel values in the canonical
+view of ``pipeline.preprocess.stack`` plus where each voxel sits in the patient (LPS).
+An *export* then stores those pixels as a scanner might (flipped, transposed, slices in any
+order, any file names), computing ImageOrientationPatient/ImagePositionPatient from the voxel
+coordinates, so a correct reader must get the canonical volume back whatever the export.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filewriter import dcmwrite
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    generate_uid,
+)
+
+#: Identifying values planted in every header, so tests can check none of them leaks.
+PHI = {"PatientName": "Doe^Jane", "PatientID": "PHI-ID-998877", "PatientBirthDate": "19380517"}
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+
+
+@dataclass
+class Volume:
+    """Ground truth: canonical pixels and the LPS position of every voxel.
+
+    ``values[k, r, c]``: k runs towards the head, r anterior -> posterior, c right -> left.
+    ``axes`` columns are the LPS unit directions of the c, r and k index axes (identity: a
+    straight axial volume).
+    """
+
+    values: np.ndarray
+    spacing: tuple[float, float, float] = (4.0, 1.0, 1.25)  # (slice, row, column) in mm
+    origin: tuple[float, float, float] = (-20.0, -18.0, -40.0)
+    axes: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    @property
+    def n(self) -> int:
+        return self.values.shape[0]
+
+    def coordinates(self) -> np.ndarray:
+        """(n, rows, cols, 3) LPS coordinates of every voxel centre."""
+        n, rows, cols = self.values.shape
+        dz, dr, dc = self.spacing
+        k, r, c = np.meshgrid(np.arange(n), np.arange(rows), np.arange(cols), indexing="ij")
+        steps = np.stack([c * dc, r * dr, k * dz], axis=-1)
+        return np.asarray(self.origin) + steps @ self.axes.T
+
+    def positions(self) -> np.ndarray:
+        """Expected positions along the slice normal (towards the head), in mm."""
+        normal = np.cross(self.axes[:, 0], self.axes[:, 1])
+        normal = normal if normal[2] >= 0 else -normal
+        return self.coordinates()[:, 0, 0, :] @ normal
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an export stores a canonical slice: transpose first, then flips."""
+
+    transpose: bool = False
+    flip_rows: bool = False
+    flip_cols: bool = False
+
+    def store(self, image: np.ndarray) -> np.ndarray:
+        out = np.swapaxes(image, 0, 1) if self.transpose else image
+        if self.flip_rows:
+            out = out[::-1]
+        if self.flip_cols:
+            out = out[:, ::-1]
+        return np.ascontiguousarray(out)
+
+
+#: Stored as canonical: columns towards the patient's left, rows towards the back.
+STRAIGHT = Layout()
+#: A typical feet-first export: columns run towards the patient's right.
+FEET_FIRST = Layout(flip_cols=True)
+
+
+def make_volume(
+    n: int = 8,
+    rows: int = 24,
+    cols: int = 20,
+    seed: int = 0,
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    **kwargs: Any,
+) -> Volume:
+    """Random pixels with a per-slice offset (slice order is visible), exactly representable as
+    ``stored * slope + intercept`` with small non-negative stored integers."""
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(0, 900, size=(n, rows, cols)) + 100 * np.arange(n)[:, None, None]
+    return Volume(values=stored.astype(np.float64) * slope + intercept, **kwargs)
+
+
+def _base_dataset(sop_class: str, transfer_syntax: str) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    for keyword, value in PHI.items():
+        setattr(ds, keyword, value)
+    ds.StudyDate, ds.StudyTime = "20200102", "101500"
+    return ds
+
+
+def _stored_values(
+    values: np.ndarray, slope: float, intercept: float, signed: bool, monochrome1: bool, bits: int
+) -> np.ndarray:
+    stored = np.rint((values - intercept) / slope)
+    assert np.allclose(stored * slope + intercept, values), "not representable: see make_volume"
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    assert stored.min() >= low and stored.max() <= high, "test values do not fit the bit depth"
+    if monochrome1:
+        stored = (low + high) - stored
+    return stored.astype(np.int16 if signed else np.uint16)
+
+
+def _orientation(coords: np.ndarray) -> tuple[list[float], list[float], list[float]]:
+    """IOP, IPP and PixelSpacing of a stored slice from its (rows, cols, 3) coordinates."""
+    across = coords[0, 1] - coords[0, 0]
+    down = coords[1, 0] - coords[0, 0]
+    iop = [*(across / np.linalg.norm(across)), *(down / np.linalg.norm(down))]
+    return (
+        [round(float(v), 6) for v in iop],
+        [round(float(v), 4) for v in coords[0, 0]],
+        [float(np.linalg.norm(down)), float(np.linalg.norm(across))],
+    )
+
+
+@dataclass
+class DicomWriter:
+    """Writes exports of a :class:`Volume` (see the module docstring).
+
+    The helpers ride along as attributes, so a test needs only this fixture:
+    ``w.make_volume(n=44)``, ``w.Layout(flip_cols=True)``, ``w.FEET_FIRST``, ``w.PHI``.
+    """
+
+    Volume = Volume
+    Layout = Layout
+    FEET_FIRST = FEET_FIRST
+    PHI = PHI
+    make_volume = staticmethod(make_volume)
+
+    def series(
+        self,
+        folder: Path,
+        volume: Volume,
+        *,
+        layout: Layout = STRAIGHT,
+        order: str = "ascending",  # ascending | descending | shuffled (file/instance order)
+        names: str = "numbered",  # numbered | random | bare (no extension)
+        instance_numbers: str = "file",  # file: follow file order | shuffled | geometric
+        description: str = "T1 MPRAGE",
+        modality: str = "MR",
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        series_number: int = 3,
+        slope: float = 1.0,
+        intercept: float = 0.0,
+        signed: bool = False,
+        monochrome1: bool = False,
+        bits_stored: int = 12,
+        transfer_syntax: str = ExplicitVRLittleEndian,
+        seed: int = 0,
+        edit: Callable[[Dataset, int], None] | None = None,
+    ) -> list[Path]:
+        """One single-frame file per slice; returns the paths in slice (k) order."""
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = random.Random(seed)
+        series_uid = series_uid or generate_uid()
+        study_uid = study_uid or generate_uid()
+        bits = 16 if signed else bits_stored
+        coords = volume.coordinates()
+        slice_order = list(range(volume.n))
+        if order == "descending":
+            slice_order.reverse()
+        elif order == "shuffled":
+            rng.shuffle(slice_order)
+        numbers = list(range(1, volume.n + 1))
+        if instance_numbers == "shuffled":
+            rng.shuffle(numbers)
+        paths: dict[int, Path] = {}
+        for position_in_file_order, k in enumerate(slice_order):
+            ds = _base_dataset(MRImageStorage, transfer_syntax)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+            ds.Modality, ds.SeriesDescription = modality, description
+            ds.SeriesNumber = series_number
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+            ds.InstanceNumber = (
+                numbers[k] if instance_numbers == "geometric" else numbers[position_in_file_order]
+            )
+            stored_coords = np.stack([layout.store(coords[k, ..., i]) for i in range(3)], axis=-1)
+            ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = _orientation(
+                stored_coords
+            )
+            ds.SliceThickness = volume.spacing[0]
+            pixels = _stored_values(
+                layout.store(volume.values[k]), slope, intercept, signed, monochrome1, bits
+            )
+            ds.Rows, ds.Columns = pixels.shape
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+            ds.PixelRepresentation = 1 if signed else 0
+            if slope != 1.0 or intercept != 0.0:
+                ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+            if edit is not None:
+                edit(ds, k)
+            if transfer_syntax == ExplicitVRLittleEndian:
+                ds.PixelData = pixels.tobytes()
+            else:
+                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                ds.PixelData = pixels.tobytes()
+                ds.compress(transfer_syntax, pixels)
+            if names == "random":
+                name = f"{rng.getrandbits(40):010x}.dcm"
+            elif names == "bare":
+                name = f"IM{position_in_file_order:04d}"
+            else:
+                name = f"slice_{position_in_file_order:03d}.dcm"
+            path = folder / name
+            dcmwrite(path, ds, enforce_file_format=True)
+            paths[k] = path
+        return [paths[k] for k in range(volume.n)]
+
+    def enhanced(
+        self,
+        path: Path,
+        volume: Volume,
+        *,
+        layout: Layout = STRAIGHT,
+        order: str = "shuffled",
+        slope: float = 2.0,
+        intercept: float = -10.0,
+        stray_top_level_position: bool = False,
+        seed: int = 0,
+    ) -> Path:
+        """One enhanced MR multi-frame file, frames in ``order``, geometry in functional groups."""
+        rng = random.Random(seed)
+        ds = _base_dataset(ENHANCED_MR_STORAGE, ExplicitVRLittleEndian)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "MR", "3D T1 enhanced", 7
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+        coords = volume.coordinates()
+        frame_order = list(range(volume.n))
+        if order == "shuffled":
+            rng.shuffle(frame_order)
+        elif order == "descending":
+            frame_order.reverse()
+        shared = Dataset()
+        first = np.stack([layout.store(coords[0, ..., i]) for i in range(3)], axis=-1)
+        iop, _, spacing = _orientation(first)
+        orientation, measures, transform = Dataset(), Dataset(), Dataset()
+        orientation.ImageOrientationPatient = iop
+        measures.PixelSpacing, measures.SliceThickness = spacing, volume.spacing[0]
+        transform.RescaleSlope, transform.RescaleIntercept = slope, intercept
+        transform.RescaleType = "US"
+        shared.PlaneOrientationSequence = [orientation]
+        shared.PixelMeasuresSequence = [measures]
+        shared.PixelValueTransformationSequence = [transform]
+        ds.SharedFunctionalGroupsSequence = [shared]
+        per_frame, frames = [], []
+        for k in frame_order:
+            stored_coords = np.stack([layout.store(coords[k, ..., i]) for i in range(3)], axis=-1)
+            _, ipp, _ = _orientation(stored_coords)
+            position, item = Dataset(), Dataset()
+            position.ImagePositionPatient = ipp
+            item.PlanePositionSequence = [position]
+            per_frame.append(item)
+            frames.append(
+                _stored_values(layout.store(volume.values[k]), slope, intercept, False, False, 12)
+            )
+        ds.PerFrameFunctionalGroupsSequence = per_frame
+        if stray_top_level_position:
+            ds.ImagePositionPatient = [0.0, 0.0, 0.0]  # a misleading copy some exporters add
+        pixels = np.stack(frames)
+        ds.NumberOfFrames = len(frames)
+        ds.Rows, ds.Columns = pixels.shape[1:]
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = pixels.tobytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dcmwrite(path, ds, enforce_file_format=True)
+        return path
+
+    @staticmethod
+    def nifti(path: Path, volume: Volume, *, voxel_order: str = "crk") -> Path:
+        """The volume as NIfTI (RAS affine). ``voxel_order`` permutes the stored axes: "crk"
+        stores (column, row, slice) like a DICOM-to-NIfTI converter, "kcr" puts slices first."""
+        axis_of = {"c": 2, "r": 1, "k": 0}  # axes of volume.values
+        perm = [axis_of[a] for a in voxel_order]
+        data = np.transpose(volume.values, perm).astype(np.float32)
+        dz, dr, dc = volume.spacing
+        steps = {
+            "c": volume.axes[:, 0] * dc,
+            "r": volume.axes[:, 1] * dr,
+            "k": volume.axes[:, 2] * dz,
+        }
+        affine = np.eye(4)
+        affine[:3, :3] = np.stack([steps[a] for a in voxel_order], axis=1)
+        affine[:3, 3] = volume.origin
+        lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(data, lps_to_ras @ affine), path)
+        return path
+
+
+@pytest.fixture
+def dicom_writer() -> DicomWriter:
+    """Writes synthetic DICOM series / enhanced MR / NIfTI exports of a :class:`Volume`."""
+    return DicomWriter()
+
+
+@pytest.fixture
+def truth_volume() -> Volume:
+    """A small 8-slice axial volume (24 x 20 pixels) with distinct per-slice intensities."""
+    return make_volume()
+
+
+@pytest.fixture
+def series_cfg() -> dict[str, Any]:
+    """The ``series:`` section as conf/preprocessing/default.yaml has it."""
+    return {
+        "modality": "MR",
+        "description_include": None,
+        "description_exclude": "(?i)(localizer|localiser|scout|survey|3[- ]?plane|\\bloc\\b)",
+        "plane": "axial",
+        "spacing_tolerance": 0.05,
+        "prefer": "first",
+    }
