@@ -1,0 +1,122 @@
+"""The held-out cohort a checkpoint is applied to: its cache, built with the checkpoint's recipe.
+
+Shared by ``evaluate`` and ``predict``. A model only means something on pixels made exactly the
+way its training pixels were, so the cache is used only when its preprocessing hash equals the
+checkpoint's; otherwise the cohort is preprocessed again with the checkpoint's stored recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.cache import PROVENANCE, PreprocessedCohort, cohort_dir, is_complete, load_cohort
+from pipeline.checkpoint import trained_subjects
+from pipeline.config import CONF_DIR, PREPROCESSING_KEYS, to_container
+
+
+class LeakageError(RuntimeError):
+    """The held-out cohort shares subjects with the checkpoint's training or validation data."""
+
+
+def recipe_cache_name(name: str, preprocessing_hash: str) -> str:
+    """Cache folder name for ``name`` built with a recipe other than the one already cached.
+
+    When ``${paths.cache}/${data.name}`` exists with another recipe (say for another model),
+    it is left alone and the checkpoint's recipe gets its own folder beside it.
+    """
+    return f"{name}__pp-{preprocessing_hash}"
+
+
+def _cached_hash(directory: Path) -> str | None:
+    """The preprocessing hash of a complete cache, or ``None``."""
+    if not is_complete(directory):
+        return None
+    provenance = json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))
+    return provenance.get("preprocessing_hash")
+
+
+def _preprocess_section(cfg: DictConfig) -> dict[str, Any]:
+    """``conf/preprocess.yaml``'s ``preprocess:`` defaults, overridden by this run's ``preprocess:``."""
+    defaults = OmegaConf.load(Path(CONF_DIR) / "preprocess.yaml").get("preprocess", {})
+    override = cfg.get("preprocess") or {}
+    return to_container(OmegaConf.merge(defaults, override))
+
+
+def build_config(cfg: DictConfig, ckpt: dict[str, Any], name: str) -> DictConfig:
+    """The config that preprocesses ``cfg.data`` into cache ``name`` with the checkpoint's recipe.
+
+    Labels are validated against the model's classes (``ckpt["classes"]``): those are what its
+    outputs mean, whatever ``data.classes`` says.
+    """
+    data = to_container(cfg.data)
+    data["name"] = name
+    data["classes"] = list(ckpt["classes"])
+    recipe = {key: ckpt["preprocessing"][key] for key in PREPROCESSING_KEYS}
+    return OmegaConf.create(
+        {"paths": to_container(cfg.paths), "data": data, **recipe, "preprocess": _preprocess_section(cfg)}
+    )
+
+
+def prepare_cohort(
+    cfg: DictConfig, ckpt: dict[str, Any], log: Callable[[str], None] = print
+) -> PreprocessedCohort:
+    """Open the held-out cache made with the checkpoint's recipe, preprocessing it if needed.
+
+    Looks in ``${paths.cache}/${data.name}`` and then in its recipe-named sibling
+    (:func:`recipe_cache_name`); reuses the first complete cache whose hash matches. Otherwise
+    it runs the preprocess stage on ``data.root`` (into ``data.name`` when that folder is free or
+    unfinished, else into the sibling). ``preprocess.force=true`` always rebuilds.
+    """
+    expected = str(ckpt["preprocessing_hash"])
+    cache_root = Path(str(cfg.paths.cache))
+    name = str(cfg.data.name)
+    plain = cohort_dir(cache_root, name)
+    sibling = cohort_dir(cache_root, recipe_cache_name(name, expected))
+    force = bool(OmegaConf.select(cfg, "preprocess.force", default=False))
+    if not force:
+        for candidate in (plain, sibling):
+            if _cached_hash(candidate) == expected:
+                log(f"Using the preprocessed cohort {candidate} (recipe {expected}).")
+                return load_cohort(candidate, expected_hash=expected)
+
+    target = plain
+    other = _cached_hash(plain)
+    if other is not None and other != expected:
+        target = sibling
+        log(
+            f"{plain} was preprocessed with recipe {other}; this model needs {expected}. "
+            f"Preprocessing {cfg.data.root} again into {target} (the existing cache is kept)."
+        )
+    else:
+        log(f"Preprocessing {cfg.data.root} into {target} with the checkpoint's recipe {expected}.")
+    # Imported here: the preprocess stage is heavy and not needed when a cache is reused.
+    from pipeline.preprocess.run import preprocess_cohort
+
+    built = Path(preprocess_cohort(build_config(cfg, ckpt, target.name)))
+    if not (built / PROVENANCE).exists():
+        raise RuntimeError(f"Preprocessing did not finish a cache at {built}")
+    return load_cohort(built, expected_hash=expected)
+
+
+def check_overlap(
+    subject_ids: Iterable[str], ckpt: dict[str, Any], allow_overlap: bool = False
+) -> list[str]:
+    """Subjects of the cohort that the checkpoint trained or validated on (sorted).
+
+    Raises :class:`LeakageError` listing them unless ``allow_overlap``: metrics on subjects a
+    model has seen are optimistic and must never pass for an external validation.
+    """
+    overlap = sorted(set(map(str, subject_ids)) & trained_subjects(ckpt))
+    if overlap and not allow_overlap:
+        raise LeakageError(
+            f"{len(overlap)} held-out subject(s) were used to train or validate this model: "
+            f"{', '.join(overlap)}.\nMetrics on them would be optimistic. Remove them from the "
+            "held-out cohort, or pass evaluate.allow_overlap=true to evaluate anyway (the report "
+            "then says so)."
+        )
+    return overlap

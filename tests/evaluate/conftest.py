@@ -1,0 +1,194 @@
+"""Fixtures for the evaluate stage: contract-valid fake caches and checkpoints, made small.
+
+The caches follow pipeline/cache.py exactly (images.npy, manifest.csv, rejected.csv,
+provenance.json written last) and carry the checkpoint's preprocessing hash, so evaluate takes the
+reuse path without the preprocess stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from pipeline.cache import IMAGES, MANIFEST, MANIFEST_COLUMNS, PROVENANCE, REJECTED
+from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
+from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
+
+CLASSES = ["CN", "MCI", "AD"]
+SIZE = 32  # pixels: small images keep the tests fast
+
+
+def conv_net(in_channels: int = 3, n_classes: int = 3) -> dict[str, Any]:
+    """A compact Conv-ReLU-Pool CNN as a ``_target_`` config (stands in for pipeline.models)."""
+    return {
+        "_target_": "torch.nn.Sequential",
+        "_args_": [
+            {"_target_": "torch.nn.Conv2d", "in_channels": in_channels, "out_channels": 8,
+             "kernel_size": 3, "padding": 1},
+            {"_target_": "torch.nn.BatchNorm2d", "num_features": 8},
+            {"_target_": "torch.nn.ReLU", "inplace": True},
+            {"_target_": "torch.nn.MaxPool2d", "kernel_size": 2},
+            {"_target_": "torch.nn.Conv2d", "in_channels": 8, "out_channels": 8,
+             "kernel_size": 3, "padding": 1},
+            {"_target_": "torch.nn.ReLU"},
+            {"_target_": "torch.nn.AdaptiveAvgPool2d", "output_size": 1},
+            {"_target_": "torch.nn.Flatten"},
+            {"_target_": "torch.nn.Linear", "in_features": 8, "out_features": n_classes},
+        ],
+    }
+
+
+def monai_densenet(in_channels: int = 3, n_classes: int = 3) -> dict[str, Any]:
+    """A tiny MONAI DenseNet config."""
+    return {
+        "_target_": "monai.networks.nets.DenseNet",
+        "spatial_dims": 2,
+        "in_channels": in_channels,
+        "out_channels": n_classes,
+        "init_features": 4,
+        "growth_rate": 4,
+        "block_config": [2, 2],
+        "bn_size": 2,
+    }
+
+
+def recipe(size: int = SIZE) -> dict[str, Any]:
+    """The default preprocessing recipe of conf/, with a small output size."""
+    cfg = OmegaConf.load(Path(CONF_DIR) / "preprocessing" / "default.yaml")
+    cfg.normalize.size = size
+    return preprocessing_config(cfg)
+
+
+def write_cache(
+    directory: Path,
+    subjects: Sequence[str],
+    labels: Sequence[str],
+    *,
+    sessions: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+    pp: dict[str, Any] | None = None,
+    rejected: Sequence[dict[str, str]] = (),
+    seed: int = 0,
+    n_slices: int = 3,
+) -> Path:
+    """A complete cache whose images carry a class-dependent signal (brighter centre for AD)."""
+    pp = pp or recipe()
+    size = int(pp["normalize"]["size"])
+    rng = np.random.default_rng(seed)
+    n = len(subjects)
+    images = rng.normal(0, 1, (n, n_slices, size, size)).astype(np.float32)
+    for i, label in enumerate(labels):
+        if label in CLASSES:
+            c = size // 4
+            images[i, :, c:-c, c:-c] += CLASSES.index(label)
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = pd.DataFrame({col: [""] * n for col in MANIFEST_COLUMNS})
+    manifest["row"] = np.arange(n)
+    manifest["subject_id"] = list(subjects)
+    manifest["session_id"] = list(sessions) if sessions is not None else [""] * n
+    manifest["label"] = list(labels)
+    manifest["site"] = list(sites) if sites is not None else ["siteA"] * n
+    manifest["source_format"] = "dicom"
+    manifest["n_slices"] = 44
+    np.save(directory / IMAGES, images)
+    manifest.to_csv(directory / MANIFEST, index=False)
+    pd.DataFrame(list(rejected), columns=["subject_id", "session_id", "path", "level", "reason"]).to_csv(
+        directory / REJECTED, index=False
+    )
+    provenance = {"preprocessing": pp, "preprocessing_hash": preprocessing_hash(pp)}
+    (directory / PROVENANCE).write_text(json.dumps(provenance), encoding="utf-8")
+    return directory
+
+
+def write_checkpoint(
+    path: Path,
+    model_config: dict[str, Any],
+    *,
+    slice_mode: str = "channels",
+    n_folds: int = 1,
+    train_subjects: Sequence[str] = ("train-001", "train-002"),
+    val_subjects: Sequence[str] = ("val-001",),
+    pp: dict[str, Any] | None = None,
+    classes: Sequence[str] = CLASSES,
+) -> Path:
+    """A valid checkpoint of randomly initialised (seeded) models."""
+    pp = pp or recipe()
+    folds = []
+    for fold in range(n_folds):
+        torch.manual_seed(100 + fold)
+        model = build_model(model_config)
+        folds.append(
+            {
+                "state_dict": model.state_dict(),
+                "train_subjects": list(train_subjects),
+                "val_subjects": list(val_subjects),
+                "best_epoch": fold + 1,
+                "val_metrics": {"balanced_accuracy": 0.5},
+            }
+        )
+    ckpt = {
+        "format_version": FORMAT_VERSION,
+        "classes": list(classes),
+        "model": copy.deepcopy(model_config),
+        "slice_mode": slice_mode,
+        "preprocessing": pp,
+        "preprocessing_hash": preprocessing_hash(pp),
+        "folds": folds,
+        "train_config": {"seed": 42, "model": model_config},
+        "data_name": "fake_dev",
+        "versions": {"torch": str(torch.__version__)},
+        "created": "2026-01-01T00:00:00+00:00",
+    }
+    return save_checkpoint(path, ckpt)
+
+
+def cohort_ids(n_per_class: Sequence[int] = (4, 3, 3)) -> tuple[list[str], list[str]]:
+    """Subject ids ``sub-000``... and labels in class blocks."""
+    labels = [name for name, n in zip(CLASSES, n_per_class, strict=True) for _ in range(n)]
+    return [f"sub-{i:03d}" for i in range(len(labels))], labels
+
+
+@pytest.fixture
+def fakes() -> SimpleNamespace:
+    """The helpers above, for tests (conftest modules are not importable under importlib mode)."""
+    return SimpleNamespace(
+        CLASSES=CLASSES,
+        SIZE=SIZE,
+        conv_net=conv_net,
+        monai_densenet=monai_densenet,
+        recipe=recipe,
+        write_cache=write_cache,
+        write_checkpoint=write_checkpoint,
+        cohort_ids=cohort_ids,
+    )
+
+
+@pytest.fixture
+def evaluate_cfg(tmp_path: Path) -> Callable[..., Any]:
+    """Compose conf/evaluate.yaml (as the CLI would) pointing at ``tmp_path``, with overrides."""
+    from hydra import compose, initialize_config_dir
+
+    def _compose(*overrides: str) -> Any:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose(
+                config_name="evaluate",
+                overrides=[
+                    f"paths.cache={tmp_path / 'cache'}",
+                    f"paths.runs={tmp_path / 'runs'}",
+                    f"paths.data={tmp_path / 'data'}",
+                    "evaluate.bootstrap.resamples=200",
+                    *overrides,
+                ],
+            )
+
+    return _compose
