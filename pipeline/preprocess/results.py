@@ -1,0 +1,95 @@
+"""Per-subject results: what makes reruns incremental and shards mergeable.
+
+Each processed subject leaves one file ``${cache}/${data.name}/subjects/<subject>-<key>.npz``
+holding its normalized slices ``(k, S, H, W)`` (one entry per accepted session) and a JSON
+record: manifest fields, rejections and file counts. ``key`` hashes everything that decides the
+result: the subject id, the sessions asked for, a fingerprint of the subject's files (relative
+paths, sizes, modification times) and the preprocessing recipe's hash. A rerun, a shard or the
+merge step finds a subject's result by its name alone; a result whose inputs changed has
+another key, so it is never reused by mistake. Files are written atomically, so a crash leaves a
+complete result or none.
+
+Labels are not part of the key: relabelling a subject does not decode it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import config_hash
+from pipeline.utils.atomic import atomic_path
+
+#: Bump when the content or meaning of a result file changes: old results are then ignored.
+RESULT_FORMAT = 1
+
+SUBJECTS_DIR = "subjects"
+
+
+@dataclass(frozen=True)
+class SubjectTask:
+    """One subject to process: everything a worker needs, all picklable."""
+
+    subject_id: str
+    path: str  # the subject's folder (or NIfTI file) under data.root
+    sessions: tuple[str, ...] | None  # sessions the labels table names; None: every session
+    fingerprint: str  # ingest.source_fingerprint of its files: changes when any file does
+
+    def key(self, recipe_hash: str) -> str:
+        """Identity of this subject's result under a recipe."""
+        return config_hash(
+            {
+                "format": RESULT_FORMAT,
+                "subject_id": self.subject_id,
+                "sessions": list(self.sessions) if self.sessions is not None else None,
+                "fingerprint": self.fingerprint,
+                "recipe": recipe_hash,
+            }
+        )
+
+
+class ResultStore:
+    """The ``subjects/`` folder of one cohort cache."""
+
+    def __init__(self, cohort_dir: str | Path) -> None:
+        self.directory = Path(cohort_dir) / SUBJECTS_DIR
+
+    def path(self, task: SubjectTask, recipe_hash: str) -> Path:
+        """Where ``task``'s result under ``recipe_hash`` lives (whether or not it exists yet)."""
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", task.subject_id)[:48].lstrip(".") or "subject"
+        id_hash = hashlib.sha256(task.subject_id.encode("utf-8")).hexdigest()[:8]
+        return self.directory / f"{slug}-{id_hash}-{task.key(recipe_hash)}.npz"
+
+    def save(self, path: Path, images: np.ndarray, record: dict[str, Any]) -> None:
+        """Write a result atomically: ``images`` ``(k, S, H, W)`` float32 and its JSON record."""
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, images=images.astype(np.float32, copy=False), record=json.dumps(record))
+
+    @staticmethod
+    def load_record(path: Path) -> dict[str, Any]:
+        with np.load(path, allow_pickle=False) as npz:
+            return json.loads(str(npz["record"]))
+
+    @staticmethod
+    def load_images(path: Path) -> np.ndarray:
+        with np.load(path, allow_pickle=False) as npz:
+            return npz["images"]
+
+    def remove_others(self, keep: Iterable[Path]) -> int:
+        """Delete results (and temporary leftovers of killed runs) not in ``keep``."""
+        if not self.directory.is_dir():
+            return 0
+        wanted = {Path(p).name for p in keep}
+        removed = 0
+        for entry in self.directory.iterdir():
+            if entry.is_file() and entry.name not in wanted:
+                entry.unlink(missing_ok=True)
+                removed += 1
+        return removed

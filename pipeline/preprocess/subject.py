@@ -1,0 +1,175 @@
+"""One subject, start to end: scan its files, choose slices, decode only those, normalize, save.
+
+:func:`process_subject` runs inside a worker process. It writes the subject's result file
+itself (see :mod:`pipeline.preprocess.results`) and returns only the small JSON record, so no
+pixel array crosses a process boundary. Any failure is turned into a rejection row naming the
+subject and the reason: one bad subject never stops a cohort.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.preprocess.ingest import ScanResult, scan_subject
+from pipeline.preprocess.results import ResultStore, SubjectTask
+from pipeline.preprocess.slices import choose_slices
+from pipeline.preprocess.stack import Rejection, SliceStack
+from pipeline.preprocess.transforms import SliceNormalizer
+
+log = logging.getLogger(__name__)
+
+
+class MemoReader:
+    """Decode each slice of a stack at most once (brain mode samples, then reads the block)."""
+
+    def __init__(self, stack: SliceStack) -> None:
+        self.stack = stack
+        self.decoded: dict[int, np.ndarray] = {}
+
+    def __call__(self, indices: Sequence[int]) -> np.ndarray:
+        missing = sorted({int(i) for i in indices} - self.decoded.keys())
+        if missing:
+            self.decoded.update(zip(missing, self.stack.read(missing), strict=True))
+        return np.stack([self.decoded[int(i)] for i in indices])
+
+
+def _join(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    return ";".join(fmt.format(v) for v in values)
+
+
+def stack_record(stack: SliceStack, indices: Sequence[int]) -> dict[str, Any]:
+    """The manifest fields of one accepted stack (labels and row are added at assembly)."""
+    return {
+        "subject_id": stack.subject_id,
+        "session_id": stack.session_id,
+        "source_format": stack.source_format,
+        "series_hash": stack.series_hash,
+        "source_hash": stack.source_hash,
+        "n_slices": stack.n_slices,
+        "slice_spacing_mm": round(float(stack.spacing_mm), 4),
+        "slice_indices": ";".join(str(int(i)) for i in indices),
+        "slice_positions_mm": _join([float(stack.positions_mm[i]) for i in indices]),
+        "pixel_spacing_mm": _join(stack.pixel_spacing_mm, "{:.4f}"),
+        "rows": int(stack.shape[0]),
+        "cols": int(stack.shape[1]),
+    }
+
+
+def normalize_stack(
+    stack: SliceStack, recipe: Mapping[str, Any], normalizer: SliceNormalizer
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Choose, decode and normalize the slices of one stack: ``(S, size, size)`` and its record."""
+    read = MemoReader(stack)
+    indices = choose_slices(stack.positions_mm, read, recipe["slices"])
+    pixels = normalizer(read(indices), stack.pixel_spacing_mm)
+    return pixels, stack_record(stack, indices)
+
+
+def init_worker() -> None:
+    """Worker-process initializer: one intra-op thread each, the processes give the parallelism."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _scan(task: SubjectTask, root: Path, recipe: Mapping[str, Any]) -> ScanResult:
+    expected = recipe["slices"].get("expected")
+    return scan_subject(
+        task.subject_id,
+        Path(task.path),
+        root,
+        recipe["series"],
+        None if expected is None else int(expected),
+        sessions=task.sessions,
+    )
+
+
+def process_subject(
+    task: SubjectTask,
+    root: str,
+    recipe: Mapping[str, Any],
+    recipe_hash: str,
+    cohort_dir: str,
+) -> dict[str, Any]:
+    """Process one subject, save its result file, and return its record (no pixels).
+
+    The record holds ``stacks`` (manifest fields per accepted session), ``rejections``,
+    ``n_files``, ``n_non_dicom``, ``seconds`` and ``peak_rss_mb`` of the process that ran it.
+    """
+    started = time.perf_counter()
+    normalizer = SliceNormalizer(recipe["normalize"])
+    rejections: list[Rejection] = []
+    images: list[np.ndarray] = []
+    records: list[dict[str, Any]] = []
+    n_files = n_non_dicom = 0
+    try:
+        scan = _scan(task, Path(root), recipe)
+        rejections.extend(scan.rejections)
+        n_files, n_non_dicom = int(scan.n_files), int(scan.n_non_dicom)
+        for stack in scan.stacks:
+            try:
+                pixels, record = normalize_stack(stack, recipe, normalizer)
+            except Exception as exc:  # a corrupt pixel block, a too-short stack: reject and go on
+                rejections.append(
+                    Rejection(
+                        stack.subject_id,
+                        stack.session_id,
+                        _relative(task.path, root),
+                        "session",
+                        f"slices could not be extracted: {exc}",
+                    )
+                )
+                continue
+            images.append(pixels)
+            records.append(record)
+        if scan.stacks and not records:
+            rejections.append(
+                Rejection(
+                    task.subject_id,
+                    "",
+                    _relative(task.path, root),
+                    "subject",
+                    "no session gave usable slices (see the session rows of this subject)",
+                )
+            )
+    except Exception as exc:  # nothing about this subject could be read
+        log.debug("subject %s failed", task.subject_id, exc_info=True)
+        rejections.append(
+            Rejection(
+                task.subject_id,
+                "",
+                _relative(task.path, root),
+                "subject",
+                f"could not be read: {type(exc).__name__}: {exc}",
+            )
+        )
+    record = {
+        "subject_id": task.subject_id,
+        "key": task.key(recipe_hash),
+        "stacks": records,
+        "rejections": [r.as_row() for r in rejections],
+        "n_files": n_files,
+        "n_non_dicom": n_non_dicom,
+        "seconds": round(time.perf_counter() - started, 4),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    size = int(recipe["normalize"]["size"])
+    count = int(recipe["slices"]["count"])
+    stacked = np.stack(images) if images else np.zeros((0, count, size, size), np.float32)
+    store = ResultStore(cohort_dir)
+    store.save(store.path(task, recipe_hash), stacked, record)
+    return record
+
+
+def _relative(path: str, root: str) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
