@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 
 #: Media Storage SOP Class of a DICOMDIR (a directory index, not an image).
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -212,23 +213,27 @@ def _check_pixel_data(fh: BinaryIO, ds: Dataset, n_frames: int, file_size: int) 
 def _dataset_header(path: Path) -> tuple[Dataset, int]:
     """Parse the header of ``path``; return it with the number of frames after checking pixels."""
     file_size = path.stat().st_size
-    with open(path, "rb") as fh:
+    with open(path, "rb") as fh, warnings.catch_warnings():
+        # pydicom warns about odd values; the checks below report what matters, once, per file.
+        warnings.simplefilter("ignore")
         try:
             ds = pydicom.dcmread(
                 fh, stop_before_pixels=True, specific_tags=_HEADER_TAGS, force=True
             )
-        except InvalidDicomError as err:
-            raise NotDicomImageError(str(err)) from err
         except Exception as err:  # pydicom raises many types for corrupt headers
             raise DicomFileError(f"unreadable DICOM header ({type(err).__name__}: {err})") from err
         meta = getattr(ds, "file_meta", None)
-        sop_class = str(
-            (meta or {}).get("MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", "")
+        sop_class = UID(
+            str((meta or {}).get("MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
         )
         if sop_class == DICOMDIR_SOP_CLASS:
             raise NotDicomImageError("DICOMDIR")
         if "Rows" not in ds or "Columns" not in ds:
-            raise NotDicomImageError("no image (no Rows/Columns)")
+            if "Image Storage" in sop_class.name:
+                raise DicomFileError(
+                    f"{sop_class.name} file without Rows/Columns (header cut short?)"
+                )
+            raise NotDicomImageError(f"not an image ({sop_class.name or 'unknown SOP class'})")
         try:
             n_frames = int(ds.get("NumberOfFrames") or 1)
         except (TypeError, ValueError) as err:

@@ -138,11 +138,10 @@ def open_nifti(
     geometry = nifti_geometry(image, path)
     if not path.name.lower().endswith(".gz"):
         # An uncompressed file must hold all its voxels; a cut copy would fail only when read.
-        header = image.header
-        needed = (
-            int(header.get_data_offset())
-            + int(np.prod(image.shape)) * np.dtype(header.get_data_dtype()).itemsize
-        )
+        # The proxy knows where the voxels start (the loaded header's vox_offset may read 0).
+        offset = int(getattr(image.dataobj, "offset", image.header.get_data_offset()))
+        itemsize = np.dtype(image.header.get_data_dtype()).itemsize
+        needed = offset + int(np.prod(image.shape)) * itemsize
         if path.stat().st_size < needed:
             raise NiftiError(
                 f"file holds {path.stat().st_size} bytes but its header needs {needed} "

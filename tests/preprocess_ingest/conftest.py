@@ -104,7 +104,8 @@ def make_volume(
     """Random pixels with a per-slice offset (slice order is visible), exactly representable as
     ``stored * slope + intercept`` with small non-negative stored integers."""
     rng = np.random.default_rng(seed)
-    stored = rng.integers(0, 900, size=(n, rows, cols)) + 100 * np.arange(n)[:, None, None]
+    offsets = (97 * np.arange(n)) % 3100  # distinct per slice, and within 12 bits
+    stored = rng.integers(0, 900, size=(n, rows, cols)) + offsets[:, None, None]
     return Volume(values=stored.astype(np.float64) * slope + intercept, **kwargs)
 
 
@@ -162,6 +163,9 @@ class DicomWriter:
     PHI = PHI
     make_volume = staticmethod(make_volume)
 
+    #: Series written without an explicit ``study_uid`` share this one: one visit.
+    study_uid: str = field(default_factory=generate_uid)
+
     def series(
         self,
         folder: Path,
@@ -189,7 +193,7 @@ class DicomWriter:
         folder.mkdir(parents=True, exist_ok=True)
         rng = random.Random(seed)
         series_uid = series_uid or generate_uid()
-        study_uid = study_uid or generate_uid()
+        study_uid = study_uid or self.study_uid
         bits = 16 if signed else bits_stored
         coords = volume.coordinates()
         slice_order = list(range(volume.n))
@@ -259,7 +263,7 @@ class DicomWriter:
         """One enhanced MR multi-frame file, frames in ``order``, geometry in functional groups."""
         rng = random.Random(seed)
         ds = _base_dataset(ENHANCED_MR_STORAGE, ExplicitVRLittleEndian)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study_uid, generate_uid()
         ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "MR", "3D T1 enhanced", 7
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
         coords = volume.coordinates()
