@@ -1,0 +1,50 @@
+"""``python -m pipeline.train data.name=NAME [overrides]``: train on a preprocessed cohort."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from pipeline.cache import CacheError
+from pipeline.config import CONF_DIR
+from pipeline.train.errors import TrainError
+from pipeline.train.run import _is_rank_zero, train
+
+log = logging.getLogger("pipeline.train")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Train, print where the results are, and return the mean validation balanced accuracy
+    (the value a Hydra sweeper such as Optuna would optimise)."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        result = train(cfg, run_dir, command_overrides=list(hydra_cfg.overrides.task))
+    except (CacheError, TrainError) as exc:
+        log.error("%s", exc)
+        print(f"\nerror: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    if _is_rank_zero() and result.checkpoint is not None:
+        for item in result.folds:
+            metrics = item["val_metrics"]
+            log.info(
+                "Fold %d: best epoch %d of %d, validation balanced accuracy %.3f (AUC %.3f)",
+                item["fold"],
+                item["best_epoch"],
+                item["epochs_trained"],
+                metrics.get("val_bal_acc", float("nan")),
+                metrics.get("val_auc", float("nan")),
+            )
+        print(f"Run folder: {run_dir}")
+        print(f"Best checkpoint: {result.checkpoint}", flush=True)
+    return result.mean_val_bal_acc
+
+
+if __name__ == "__main__":
+    main()

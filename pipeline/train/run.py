@@ -1,0 +1,485 @@
+"""One training run: cache -> subject split -> one model per fold -> ``checkpoints/best.pt``.
+
+The run folder (``hydra.run.dir``) ends up holding:
+
+- ``config.yaml`` (resolved config; Hydra's ``.hydra/`` is there too), ``pip_freeze.txt``
+- ``split.csv`` (``subject_id``, ``fold``, ``role``)
+- ``metrics.csv`` (one row per epoch, with a ``fold`` column for k-fold) and ``training_curves.png``
+- ``checkpoints/best.pt`` (:mod:`pipeline.checkpoint`; one entry in ``folds`` per trained model)
+- Lightning's ``checkpoints/{best,last}.ckpt`` and ``logs/{csv,tensorboard}/`` -- under
+  ``fold_<i>/`` for each fold when ``train.folds`` > 1
+- ``summary.json`` (best epoch and validation metrics per fold)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from sklearn.utils.class_weight import compute_class_weight
+
+from pipeline.cache import IMAGES, MANIFEST, PreprocessedCohort
+from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
+from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash, to_container
+from pipeline.models import input_channels, sized_model_config
+from pipeline.provenance import package_versions, write_pip_freeze
+from pipeline.train.callbacks import EpochHistory, EpochSeed, InterruptNotice
+from pipeline.train.cohort import (
+    check_finite,
+    class_indices,
+    count_classes,
+    open_cohort,
+    rebuild_command,
+)
+from pipeline.train.data import CohortDataModule
+from pipeline.train.errors import TrainError
+from pipeline.train.module import StageClassifier
+from pipeline.train.plots import plot_training_curves
+from pipeline.train.splits import (
+    fold_subjects,
+    make_split,
+    read_split,
+    rows_of,
+    shuffle_subject_labels,
+    subject_labels,
+    validate_split,
+    write_split,
+)
+from pipeline.train.trainer import build_trainer, data_workers, uses_cuda
+from pipeline.utils.atomic import atomic_path, write_csv, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+#: The metric that picks the saved model and stops training early.
+MONITOR = "val/bal_acc"
+SPLIT_FILE = "split.csv"
+FOLD_RESULT = "fold_result.pt"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced (``None`` fields on non-zero DDP ranks)."""
+
+    run_dir: Path
+    checkpoint: Path | None
+    folds: list[dict[str, Any]]
+
+    @property
+    def mean_val_bal_acc(self) -> float | None:
+        """Mean over folds of the saved models' validation balanced accuracy."""
+        values = [f["val_metrics"].get("val_bal_acc") for f in self.folds if f.get("val_metrics")]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+
+def _is_rank_zero() -> bool:
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def fold_dir(run_dir: Path, fold: int, n_folds: int) -> Path:
+    """Where one fold's Lightning checkpoints, logs and metrics live."""
+    return run_dir if n_folds == 1 else run_dir / f"fold_{fold}"
+
+
+def _has_training_state(run_dir: Path) -> bool:
+    places = [run_dir / "checkpoints", *run_dir.glob("fold_*/checkpoints")]
+    return any(p.is_dir() and any(p.iterdir()) for p in places)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _config_tree(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+
+
+def _warn_config_changes(run_dir: Path, cfg: DictConfig) -> None:
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = _flatten(OmegaConf.to_container(OmegaConf.load(saved_path)))
+    current = _flatten(_config_tree(cfg))
+    changed = sorted(
+        k
+        for k in saved.keys() | current.keys()
+        if saved.get(k) != current.get(k) and k != "train.resume"
+    )
+    if changed:
+        log.warning(
+            "Resuming with settings that differ from the interrupted run: %s", ", ".join(changed)
+        )
+
+
+def _command(overrides: Sequence[str], *extra: str) -> str:
+    dropped = ("hydra.run.dir=", "train.resume=")
+    kept = [o for o in overrides if not o.startswith(dropped)]
+    return " ".join(["python -m pipeline.train", *kept, *extra])
+
+
+def _load_cohort(cfg: DictConfig, overrides: Sequence[str]) -> PreprocessedCohort:
+    recipe = [
+        o
+        for o in overrides
+        if o.split("=", 1)[0].lstrip("+~").split(".", 1)[0] in PREPROCESSING_KEYS
+    ]
+    hint = rebuild_command(str(cfg.data.name), cfg.data.get("root"), cfg.data.get("labels"), recipe)
+    return open_cohort(cfg.paths.cache, str(cfg.data.name), preprocessing_hash(cfg), hint)
+
+
+def _resolve_split(
+    cfg: DictConfig, run_dir: Path, per_subject: pd.Series, classes: list[str], resume: bool
+) -> pd.DataFrame:
+    saved = run_dir / SPLIT_FILE
+    if resume and saved.is_file():
+        split, source = read_split(saved), str(saved)
+    elif cfg.train.split_file:
+        split, source = read_split(cfg.train.split_file), str(cfg.train.split_file)
+    else:
+        split = make_split(
+            per_subject,
+            classes,
+            val_fraction=float(cfg.train.val_fraction),
+            folds=int(cfg.train.folds),
+            seed=int(cfg.seed),
+        )
+        source = "generated split"
+    validate_split(split, per_subject, classes, source)
+    return split
+
+
+def _log_split(split: pd.DataFrame, per_subject: pd.Series, classes: list[str]) -> None:
+    for fold in sorted(split["fold"].astype(int).unique()):
+        train_ids, val_ids = fold_subjects(split, fold)
+        parts = []
+        for role, ids in (("train", train_ids), ("val", val_ids)):
+            counts = np.bincount(per_subject.loc[ids].to_numpy(), minlength=len(classes))
+            parts.append(
+                f"{role} {len(ids)} ("
+                + ", ".join(f"{c}={n}" for c, n in zip(classes, counts, strict=True))
+                + ")"
+            )
+        log.info("Fold %d subjects: %s", fold, "; ".join(parts))
+
+
+def _fold_entry(fdir: Path, train_ids: list[str], val_ids: list[str]) -> dict[str, Any]:
+    """The ``best.pt`` fold entry from the fold's best Lightning checkpoint and metrics.csv."""
+    best_path = fdir / "checkpoints" / "best.ckpt"
+    if not best_path.is_file():
+        raise TrainError(
+            f"No {best_path} after training: validation never produced {MONITOR} "
+            "(check that the validation subjects are not empty)."
+        )
+    lightning_ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
+    state = {
+        k.removeprefix("net."): v.contiguous()
+        for k, v in lightning_ckpt["state_dict"].items()
+        if k.startswith("net.")
+    }
+    best_epoch = int(lightning_ckpt["epoch"])
+    history = pd.read_csv(fdir / "metrics.csv")
+    row = history.loc[history["epoch"] == best_epoch]
+    metrics = (
+        {}
+        if row.empty
+        else {k: float(v) for k, v in row.iloc[0].items() if str(k).startswith("val_")}
+    )
+    return {
+        "state_dict": state,
+        "train_subjects": list(train_ids),
+        "val_subjects": list(val_ids),
+        "best_epoch": best_epoch,
+        "val_metrics": metrics,
+        "epochs_trained": int(history["epoch"].max()) + 1,
+    }
+
+
+def _train_fold(
+    cfg: DictConfig,
+    *,
+    cohort: PreprocessedCohort,
+    labels: np.ndarray,
+    split: pd.DataFrame,
+    fold: int,
+    n_folds: int,
+    run_dir: Path,
+    model_config: dict[str, Any],
+    resume: bool,
+    resume_command: str,
+) -> dict[str, Any] | None:
+    fdir = fold_dir(run_dir, fold, n_folds)
+    ckpt_dir = fdir / "checkpoints"
+    result_path = ckpt_dir / FOLD_RESULT
+    if resume and result_path.is_file():
+        log.info("Fold %d finished before the interruption; reusing %s", fold, result_path)
+        return torch.load(result_path, map_location="cpu", weights_only=True)
+
+    seed = int(cfg.seed) + fold
+    L.seed_everything(seed, workers=True, verbose=False)
+    train_ids, val_ids = fold_subjects(split, fold)
+    subjects = cohort.manifest["subject_id"].astype(str)
+    train_rows, val_rows = rows_of(train_ids, subjects), rows_of(val_ids, subjects)
+    classes = list(cfg.data.classes)
+    tc = cfg.train
+
+    class_weights = None
+    if tc.class_weights == "balanced":
+        class_weights = compute_class_weight(
+            "balanced", classes=np.arange(len(classes)), y=labels[train_rows]
+        ).tolist()
+        log.info(
+            "Loss weights per class: %s",
+            ", ".join(f"{c}={w:.2f}" for c, w in zip(classes, class_weights, strict=True)),
+        )
+    elif tc.class_weights not in (None, "none"):
+        raise TrainError(
+            f"train.class_weights must be 'balanced' or 'none', got {tc.class_weights!r}"
+        )
+
+    augment = instantiate(cfg.augment, _convert_="all") if cfg.get("augment") else None
+    module = StageClassifier(
+        build_model(model_config),
+        classes,
+        str(cfg.data.slice_mode),
+        lr=float(tc.lr),
+        weight_decay=float(tc.weight_decay),
+        scheduler=str(tc.scheduler),
+        warmup_epochs=float(tc.warmup_epochs),
+        class_weights=class_weights,
+        label_smoothing=float(tc.label_smoothing),
+        augment=augment,
+        seed=seed,
+    )
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    datamodule = CohortDataModule(
+        cohort.directory / IMAGES,
+        labels,
+        train_rows,
+        val_rows,
+        batch_size=int(tc.batch_size),
+        sampler=str(tc.sampler),
+        num_workers=data_workers(tc.num_workers, accelerator),
+        seed=seed,
+        pin_memory=uses_cuda(accelerator),
+    )
+    callbacks = [
+        EpochHistory(fdir / "metrics.csv"),
+        EpochSeed(seed),
+        InterruptNotice(ckpt_dir / "last.ckpt", resume_command),
+        LearningRateMonitor(logging_interval="epoch"),
+        EarlyStopping(
+            monitor=MONITOR,
+            mode="max",
+            patience=int(tc.early_stopping.patience),
+            min_delta=float(tc.early_stopping.min_delta),
+        ),
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor=MONITOR,
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+            save_on_train_epoch_end=True,  # after EpochHistory has recorded the epoch
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
+    ]
+    trainer = build_trainer(cfg.trainer, fold_dir=fdir, callbacks=callbacks)
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if n_folds > 1:
+        log.info("Training fold %d of %d", fold, n_folds)
+    if ckpt_path:
+        log.info("Resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:
+        return None
+    entry = _fold_entry(fdir, train_ids, val_ids)
+    with atomic_path(result_path, suffix=".pt") as tmp:
+        torch.save(entry, tmp)
+    return entry
+
+
+@rank_zero_only
+def _write_run_files(run_dir: Path, cfg: DictConfig, split: pd.DataFrame, resume: bool) -> None:
+    write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(_config_tree(cfg))))
+    write_split(run_dir / SPLIT_FILE, split)
+    if not (resume and (run_dir / "pip_freeze.txt").is_file()):
+        write_pip_freeze(run_dir)
+
+
+def _combined_history(run_dir: Path, n_folds: int) -> pd.DataFrame:
+    frames = []
+    for fold in range(n_folds):
+        path = fold_dir(run_dir, fold, n_folds) / "metrics.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(fold=fold))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def train(
+    cfg: DictConfig, run_dir: str | Path, command_overrides: Sequence[str] = ()
+) -> TrainResult:
+    """Train on ``${paths.cache}/${data.name}`` and write the run folder ``run_dir``.
+
+    ``command_overrides`` are the command-line overrides of this run; they go into the printed
+    resume and preprocess commands.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    tc = cfg.train
+    resume = bool(tc.resume)
+    if _is_rank_zero():
+        if resume and not _has_training_state(run_dir):
+            raise TrainError(
+                f"train.resume=true but {run_dir} holds no checkpoints to resume. "
+                "Pass the interrupted run's folder: hydra.run.dir=<run folder> train.resume=true"
+            )
+        if not resume and _has_training_state(run_dir):
+            raise TrainError(
+                f"{run_dir} already holds a training run. Add train.resume=true to continue it, or "
+                "choose another hydra.run.dir."
+            )
+        if resume:
+            _warn_config_changes(run_dir, cfg)
+
+    cohort = _load_cohort(cfg, command_overrides)
+    classes = [str(c) for c in cfg.data.classes]
+    source = str(cohort.directory / MANIFEST)
+    labels = class_indices(cohort.manifest, classes, source)
+    if tc.check_finite:
+        check_finite(cohort.images, cohort.manifest, str(cohort.directory / IMAGES))
+    subject_ids = cohort.manifest["subject_id"].astype(str)
+    per_subject = subject_labels(subject_ids, labels)
+    if tc.shuffle_labels:
+        per_subject = shuffle_subject_labels(per_subject, int(cfg.seed))
+        labels = per_subject.loc[subject_ids].to_numpy(dtype=np.int64)
+        log.warning(
+            "train.shuffle_labels=true: subject labels are permuted (leakage check). Validation "
+            "balanced accuracy should land near chance (%.2f); this model is not for use.",
+            1 / len(classes),
+        )
+    counts = count_classes(subject_ids.tolist(), labels, classes)
+    log.info(
+        "Cohort %s (%d rows, images %s):\n%s",
+        cfg.data.name,
+        len(cohort),
+        tuple(cohort.images.shape),
+        counts.table(),
+    )
+    imbalance = max(counts.subjects) / max(1, min(counts.subjects))
+    if imbalance > 1.5:
+        log.info(
+            "Classes are imbalanced (largest/smallest = %.1f); handled by train.class_weights=%s, "
+            "train.sampler=%s.",
+            imbalance,
+            tc.class_weights,
+            tc.sampler,
+        )
+    if tc.class_weights == "balanced" and tc.sampler == "balanced":
+        log.warning(
+            "train.class_weights=balanced and train.sampler=balanced both correct for "
+            "imbalance; use one."
+        )
+
+    split = _resolve_split(cfg, run_dir, per_subject, classes, resume)
+    n_folds = int(split["fold"].astype(int).max()) + 1
+    _log_split(split, per_subject, classes)
+    _write_run_files(run_dir, cfg, split, resume)
+
+    n_slices = int(cohort.images.shape[1])
+    model_config = sized_model_config(
+        to_container(cfg.model), input_channels(str(cfg.data.slice_mode), n_slices), len(classes)
+    )
+    resume_command = _command(command_overrides, f"hydra.run.dir={run_dir}", "train.resume=true")
+    entries = [
+        _train_fold(
+            cfg,
+            cohort=cohort,
+            labels=labels,
+            split=split,
+            fold=fold,
+            n_folds=n_folds,
+            run_dir=run_dir,
+            model_config=model_config,
+            resume=resume,
+            resume_command=resume_command,
+        )
+        for fold in range(n_folds)
+    ]
+    if not _is_rank_zero() or any(e is None for e in entries):
+        return TrainResult(run_dir=run_dir, checkpoint=None, folds=[])
+    folds = [e for e in entries if e is not None]
+
+    checkpoint = {
+        "format_version": FORMAT_VERSION,
+        "classes": classes,
+        "model": model_config,
+        "slice_mode": str(cfg.data.slice_mode),
+        "preprocessing": cohort.preprocessing,
+        "preprocessing_hash": cohort.preprocessing_hash,
+        "folds": folds,
+        "train_config": _config_tree(cfg),
+        "data_name": str(cfg.data.name),
+        "versions": package_versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "shuffle_labels": bool(tc.shuffle_labels),
+    }
+    best_path = save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
+
+    history = _combined_history(run_dir, n_folds)
+    if n_folds > 1 and not history.empty:
+        write_csv(run_dir / "metrics.csv", history)
+    if not history.empty:
+        plot_training_curves(
+            history,
+            run_dir / "training_curves.png",
+            {i: f["best_epoch"] for i, f in enumerate(folds)},
+        )
+    summary = [
+        {k: v for k, v in f.items() if k != "state_dict" and not k.endswith("_subjects")}
+        for f in folds
+    ]
+    for i, item in enumerate(summary):
+        item.update(
+            fold=i,
+            n_train_subjects=len(folds[i]["train_subjects"]),
+            n_val_subjects=len(folds[i]["val_subjects"]),
+        )
+    result = TrainResult(run_dir=run_dir, checkpoint=best_path, folds=summary)
+    write_json(
+        run_dir / "summary.json",
+        {
+            "data_name": str(cfg.data.name),
+            "classes": classes,
+            "class_counts": {
+                "subjects": dict(zip(classes, counts.subjects, strict=True)),
+                "sessions": dict(zip(classes, counts.rows, strict=True)),
+            },
+            "shuffle_labels": bool(tc.shuffle_labels),
+            "folds": summary,
+            "mean_val_bal_acc": result.mean_val_bal_acc,
+            "checkpoint": str(best_path),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    )
+    return result
