@@ -21,22 +21,45 @@ from pipeline.utils.atomic import atomic_path
 
 
 def sample_rows(manifest: pd.DataFrame, n: int) -> list[int]:
-    """Up to ``n`` row indices, spread over the labels (round-robin) and evenly within each.
+    """Up to ``n`` row indices, as even over the labels as they allow, spread within each label.
 
     Deterministic: the same manifest gives the same sample.
     """
     if n <= 0 or manifest.empty:
         return []
     groups = [rows.to_numpy() for _, rows in manifest.groupby("label", sort=True)["row"]]
-    per_group = [
-        g[np.unique(np.linspace(0, len(g) - 1, min(len(g), n)).round().astype(int))] for g in groups
-    ]
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < n and any(depth < len(g) for g in per_group):
-        chosen.extend(int(g[depth]) for g in per_group if depth < len(g))
-        depth += 1
-    return sorted(chosen[:n])
+    quota = -(-n // len(groups))
+    picks = [g[np.linspace(0, len(g) - 1, min(len(g), quota)).round().astype(int)] for g in groups]
+    chosen = [int(g[depth]) for depth in range(quota) for g in picks if depth < len(g)][:n]
+    if len(chosen) < n:  # small classes left room: fill it evenly from the other rows
+        rest = np.setdiff1d(manifest["row"].to_numpy(), chosen)
+        more = n - len(chosen)
+        chosen += [
+            int(r)
+            for r in rest[np.linspace(0, len(rest) - 1, min(more, len(rest))).round().astype(int)]
+        ]
+    return sorted(set(chosen))
+
+
+def montage(images: np.ndarray, rows: list[int], per_line: int, gap: int = 4) -> np.ndarray:
+    """Tile the slices of ``rows`` into one 2-D picture, ``per_line`` subjects to a line.
+
+    Each subject gets its own display window (0.5th to 99.5th percentile mapped to 0..1), so a
+    chain that z-scores instead of scaling to 0..1 still shows well. Gaps are mid-grey.
+    """
+    n_slices, height, width = images.shape[1:]
+    lines = -(-len(rows) // per_line)
+    tile_w = n_slices * (width + gap)
+    canvas = np.full((lines * (height + gap), per_line * tile_w + gap), 0.5, np.float32)
+    for k, row in enumerate(rows):
+        pixels = np.asarray(images[row], dtype=np.float32)
+        low, high = np.percentile(pixels, [0.5, 99.5])
+        pixels = np.clip((pixels - low) / max(high - low, 1e-6), 0.0, 1.0)
+        top, left = (k // per_line) * (height + gap), (k % per_line) * tile_w + gap
+        for s in range(n_slices):
+            x = left + s * (width + gap)
+            canvas[top : top + height, x : x + width] = pixels[s]
+    return canvas
 
 
 def write_qc_montage(
@@ -44,40 +67,50 @@ def write_qc_montage(
 ) -> Path | None:
     """Draw the montage of up to ``n_samples`` subjects into ``path`` (PNG, written atomically).
 
+    One image with text labels rather than a grid of axes: fast enough to redraw on every run.
     Returns ``None`` (and writes nothing) when there is nothing to show.
     """
     rows = sample_rows(manifest, n_samples)
     if not rows:
         return None
-    n_slices = images.shape[1]
+    n_slices, height, width = images.shape[1:]
     per_line = 2 if len(rows) > 6 else 1  # two subjects side by side keeps the page compact
-    lines = -(-len(rows) // per_line)
-    fig, axes = plt.subplots(
-        lines,
-        n_slices * per_line,
-        figsize=(1.9 * n_slices * per_line, 2.1 * lines),
-        squeeze=False,
-    )
-    for ax in axes.ravel():
-        ax.axis("off")
+    gap = max(4, height // 8)
+    canvas = montage(images, rows, per_line, gap)
+    # About 1.6 inches per slice whatever normalize.size is: labels stay readable.
+    scale = 1.6 / width
+    fig = plt.figure(figsize=(canvas.shape[1] * scale, canvas.shape[0] * scale + 0.4))
+    ax = fig.add_axes((0.0, 0.0, 1.0, canvas.shape[0] * scale / fig.get_figheight()))
+    ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.axis("off")
     by_row = manifest.set_index("row")
+    style = {
+        "color": "yellow",
+        "fontsize": 7,
+        "va": "top",
+        "family": "monospace",
+        "bbox": {"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0},
+    }
     for k, row in enumerate(rows):
         meta = by_row.loc[row]
-        positions = str(meta["slice_positions_mm"]).split(";")
+        top = (k // per_line) * (height + gap)
+        left = (k % per_line) * n_slices * (width + gap) + gap
         name = str(meta["subject_id"]) + (f" {meta['session_id']}" if meta["session_id"] else "")
         label = f" [{meta['label']}]" if meta["label"] else ""
-        pixels = np.asarray(images[row])
-        # One display window per subject, so a chain that z-scores still shows well.
-        low, high = np.percentile(pixels, [0.5, 99.5])
-        for s in range(n_slices):
-            ax = axes[k // per_line, (k % per_line) * n_slices + s]
-            ax.imshow(pixels[s], cmap="gray", vmin=low, vmax=max(high, low + 1e-6))
-            position = f"{float(positions[s]):.1f} mm" if s < len(positions) else ""
-            title = f"{name}{label}\n{position}" if s == 0 else f"\n{position}"
-            ax.set_title(title, fontsize=7, loc="left" if s == 0 else "center")
-    fig.suptitle(f"QC: chosen slices of {len(rows)} of {len(manifest)} subjects", fontsize=9)
-    fig.tight_layout()
+        ax.text(left + 2, top + 2, f"{name}{label}", **style)
+        for s, position in enumerate(str(meta["slice_positions_mm"]).split(";")[:n_slices]):
+            x = left + s * (width + gap)
+            ax.text(
+                x + 2, top + height - 2, f"{float(position):.1f} mm", **style | {"va": "bottom"}
+            )
+    fig.text(
+        0.01,
+        0.99,
+        f"QC: chosen slices of {len(rows)} of {len(manifest)} subjects",
+        va="top",
+        fontsize=9,
+    )
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
+        fig.savefig(tmp, dpi=100, facecolor="white")
     plt.close(fig)
     return Path(path)

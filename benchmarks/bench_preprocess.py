@@ -1,0 +1,297 @@
+"""Preprocess throughput and memory against two baselines, measured in one run.
+
+    .venv/bin/python benchmarks/bench_preprocess.py                      # generated cohort
+    .venv/bin/python benchmarks/bench_preprocess.py --cohort data/demo/dev/dicom \\
+        --labels data/demo/dev/labels.csv                                # the demo cohort
+
+Compares, on the same subjects and the same (page-cached) files:
+
+(a) ``preprocess_cohort`` as users run it: headers only, decode just the chosen slices,
+    MONAI normalization, cache assembly and QC montage, ``--workers`` processes; also with
+    one process, so the speed-up of reading less is visible apart from parallelism;
+(b) MONAI ``LoadImage(reader=PydicomReader)`` of each subject's whole series folder, then
+    slicing the middle three slices (one process; normalization not even included);
+(c) pydicom reading every file of the subject with its pixels (one process).
+
+and the peak resident memory of a preprocess worker for two cohort sizes (it must not grow with
+the cohort). Each (a) run is a fresh child process, so memory figures do not mix. Prints ratios
+(targets: a/b >= 5) and a Markdown table the README can quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+# --------------------------------------------------------------------------------------------
+# A demo-like cohort when none is given: 44 axial slices of 256 x 256, a localizer, a junk file.
+
+
+def _head(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    k = np.linspace(-1.1, 1.1, n)[:, None, None] + rng.normal(0, 0.08)
+    yy, xx = (np.mgrid[:size, :size] - (size - 1) / 2) / (size * 0.4)
+    xx = xx * rng.uniform(1.1, 1.3)
+    r2 = yy**2 + xx**2 + k**2
+    volume = np.abs(rng.normal(0, 20, (n, size, size)))
+    volume += np.where(r2 <= 1, 700.0, 0.0) + np.where(r2 <= 0.8, 200.0, 0.0)
+    volume -= np.where((yy / 0.3) ** 2 + (xx / 0.1) ** 2 + (k / 0.4) ** 2 <= 1, 600.0, 0.0)
+    return np.clip(volume, 0, 4095).astype(np.uint16)
+
+
+def write_cohort(root: Path, n_subjects: int, seed: int = 0) -> Path:
+    """Write ``n_subjects`` DICOM subjects under ``root/dicom`` and ``root/labels.csv``."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    rng = np.random.default_rng(seed)
+    lines = ["subject_id,label"]
+    for s in range(n_subjects):
+        sid = f"sub-{s:04d}"
+        lines.append(f"{sid},{('CN', 'MCI', 'AD')[s % 3]}")
+        study = generate_uid()
+        for series_name, n, size, description in (("t1", 44, 256, "T1 AX"), ("loc", 3, 256, "LOC")):
+            folder = root / "dicom" / sid / series_name
+            folder.mkdir(parents=True, exist_ok=True)
+            volume = _head(n, size, rng)
+            series = generate_uid()
+            for k in rng.permutation(n):
+                meta = FileMetaDataset()
+                meta.MediaStorageSOPClassUID = MRImageStorage
+                meta.MediaStorageSOPInstanceUID = generate_uid()
+                meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                ds = Dataset()
+                ds.file_meta = meta
+                ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+                ds.PatientName, ds.PatientID = "Bench^Mark", "BENCH"
+                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+                ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "MR", description, 2
+                ds.InstanceNumber = int(k) + 1
+                ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+                ds.ImagePositionPatient = [-115.0, -115.0, float(k) * 4.0 - 80.0]
+                ds.PixelSpacing, ds.SliceThickness = [0.9, 0.9], 4.0
+                ds.Rows = ds.Columns = size
+                ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+                ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+                ds.PixelData = volume[k].tobytes()
+                dcmwrite(folder / f"{rng.integers(1 << 40):011x}", ds, enforce_file_format=True)
+        (root / "dicom" / sid / "README.txt").write_text("exported by the benchmark\n")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# (a) ours, in a fresh child process per run
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run preprocess_cohort once and print its figures as JSON (called by :func:`run_ours`)."""
+    from hydra import compose, initialize_config_dir
+
+    from pipeline.config import CONF_DIR
+    from pipeline.preprocess.run import preprocess_cohort
+
+    overrides = json.loads(args.child)
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("preprocess", overrides=overrides)
+    started = time.perf_counter()
+    out = preprocess_cohort(cfg)
+    seconds = time.perf_counter() - started
+    prov = json.loads((out / "provenance.json").read_text())
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "accepted": prov["counts"]["rows"],
+                "worker_peak_rss_mb": prov["timings"].get("worker_peak_rss_mb"),
+                "main_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def run_ours(root: Path, labels: Path, cache: Path, name: str, workers: int) -> dict:
+    overrides = [
+        f"data.root={root}",
+        f"data.labels={labels}",
+        f"data.name={name}",
+        f"paths.cache={cache}",
+        f"preprocess.workers={workers}",
+        "preprocess.force=true",
+        "preprocess.progress=false",
+    ]
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(overrides)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# (b), (c) baselines
+
+
+def series_files(root: Path, subject_ids: list[str]) -> dict[str, list[Path]]:
+    """Each subject's largest series (untimed set-up: the baselines get it for free)."""
+    import pydicom
+
+    out = {}
+    for sid in subject_ids:
+        groups: dict[str, list[Path]] = defaultdict(list)
+        for path in sorted(p for p in (root / sid).rglob("*") if p.is_file()):
+            try:
+                ds = pydicom.dcmread(
+                    path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
+                )
+            except Exception:
+                continue
+            if "SeriesInstanceUID" in ds:
+                groups[str(ds.SeriesInstanceUID)].append(path)
+        out[sid] = max(groups.values(), key=len)
+    return out
+
+
+def monai_baseline(series: dict[str, list[Path]], scratch: Path) -> float:
+    """LoadImage(PydicomReader) of each series folder, then the middle three slices."""
+    from monai.data import PydicomReader
+    from monai.transforms import LoadImage
+
+    folders = {}
+    for sid, files in series.items():  # one folder per series, as LoadImage expects (untimed)
+        folder = scratch / "series" / sid
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (folder / f.name).symlink_to(f)
+        folders[sid] = folder
+    loader = LoadImage(reader=PydicomReader(), image_only=True)
+    started = time.perf_counter()
+    for folder in folders.values():
+        volume = loader(str(folder))
+        mid = volume.shape[-1] // 2
+        _ = np.asarray(volume[..., mid - 1 : mid + 2])
+    return time.perf_counter() - started
+
+
+def pydicom_baseline(root: Path, subject_ids: list[str]) -> float:
+    """pydicom.dcmread of every file of each subject, with its pixels."""
+    import pydicom
+
+    started = time.perf_counter()
+    for sid in subject_ids:
+        for path in (root / sid).rglob("*"):
+            if not path.is_file():
+                continue
+            try:
+                _ = pydicom.dcmread(path).pixel_array
+            except Exception:
+                continue
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def labels_subset(labels: Path, n: int, scratch: Path) -> Path:
+    lines = labels.read_text().splitlines()
+    out = scratch / f"labels_{n}.csv"
+    out.write_text("\n".join(lines[: n + 1]) + "\n")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--cohort", type=Path, help="DICOM root (default: generate one)")
+    parser.add_argument("--labels", type=Path, help="labels table of --cohort")
+    parser.add_argument("--subjects", type=int, default=48, help="subjects in the large run")
+    parser.add_argument("--small", type=int, default=12, help="subjects in the small run (memory)")
+    parser.add_argument(
+        "--baseline-subjects", type=int, default=24, help="subjects timed in (b), (c)"
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
+        scratch = Path(tmp)
+        if args.cohort:
+            root, labels = args.cohort.resolve(), args.labels.resolve()
+        else:
+            t = time.perf_counter()
+            write_cohort(scratch / "cohort", args.subjects)
+            root, labels = scratch / "cohort" / "dicom", scratch / "cohort" / "labels.csv"
+            print(f"generated {args.subjects} subjects in {time.perf_counter() - t:.1f} s")
+        from pipeline.labels import read_labels
+
+        ids = [
+            s for s in read_labels(labels, ["CN", "MCI", "AD"])["subject_id"] if (root / s).exists()
+        ]
+        n_large = min(args.subjects, len(ids))
+        n_small = min(args.small, n_large)
+        large_labels = labels_subset(labels, n_large, scratch)
+        cache = scratch / "cache"
+
+        # Warm the page cache and imports so every contender reads from memory alike.
+        pydicom_baseline(root, ids[:n_large])
+
+        ours = run_ours(root, large_labels, cache, "large", args.workers)
+        ours_1 = run_ours(root, large_labels, cache, "large1", 1)
+        small = run_ours(
+            root, labels_subset(labels, n_small, scratch), cache, "small", args.workers
+        )
+
+        base_ids = ids[: min(args.baseline_subjects, n_large)]
+        series = series_files(root, base_ids)
+        monai_s = monai_baseline(series, scratch)
+        pydicom_s = pydicom_baseline(root, base_ids)
+
+    rate = {
+        f"(a) preprocess, {args.workers} workers": ours["accepted"] / ours["seconds"],
+        "(a) preprocess, 1 process": ours_1["accepted"] / ours_1["seconds"],
+        "(b) MONAI LoadImage(PydicomReader) + middle 3": len(base_ids) / monai_s,
+        "(c) pydicom, every file with pixels": len(base_ids) / pydicom_s,
+    }
+    a = rate[f"(a) preprocess, {args.workers} workers"]
+    print(
+        f"\nsubjects: {n_large} in (a) ({ours['accepted']} accepted), {len(base_ids)} in (b), (c)"
+    )
+    print(f"CPU cores: {os.cpu_count()}\n")
+    print("| method | subjects/s | (a) is faster by |")
+    print("|---|---:|---:|")
+    for label, value in rate.items():
+        print(f"| {label} | {value:.2f} | {a / value:.1f}x |")
+    print("\n| cohort size | worker peak RSS (MB) | main process peak RSS (MB) |")
+    print("|---:|---:|---:|")
+    for n, figures in ((n_small, small), (n_large, ours)):
+        print(f"| {n} | {figures['worker_peak_rss_mb']:.0f} | {figures['main_peak_rss_mb']:.0f} |")
+    print(
+        f"\nratios: a/b = {a / rate['(b) MONAI LoadImage(PydicomReader) + middle 3']:.1f} "
+        f"(target >= 5), a/c = {a / rate['(c) pydicom, every file with pixels']:.1f}; "
+        f"worker RSS {n_small} -> {n_large} subjects: "
+        f"{small['worker_peak_rss_mb']:.0f} -> {ours['worker_peak_rss_mb']:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
