@@ -20,10 +20,10 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.cache import CacheError
-from pipeline.checkpoint import CheckpointError, build_models, load_checkpoint, trained_subjects
+from pipeline.checkpoint import build_models, load_checkpoint, trained_subjects
 from pipeline.config import CONF_DIR, config_hash
 from pipeline.evaluate.cohort import prepare_cohort
+from pipeline.evaluate.errors import user_errors
 from pipeline.evaluate.model_info import checkpoint_file, model_summary, pick_device
 from pipeline.evaluate.outputs import PREDICTIONS_CSV, write_metrics_json
 from pipeline.evaluate.predictions import predictions_table
@@ -81,10 +81,13 @@ def predict(
     counts = ", ".join(f"{name} {n}" for name, n in summary["predicted_counts"].items())
     print(f"Predicted {len(table)} case(s) of {summary['n_subjects']} subject(s): {counts}.")
     if summary["n_seen_in_training"]:
-        print(f"Note: {summary['n_seen_in_training']} case(s) are of subjects the model trained on.")
+        seen = summary["n_seen_in_training"]
+        print(f"Note: {seen} case(s) are of subjects the model trained on (seen_in_training).")
     if summary["n_rejected"]:
-        print(f"{summary['n_rejected']} input(s) were rejected by preprocessing: "
-              f"{cohort.directory / 'rejected.csv'}")
+        print(
+            f"{summary['n_rejected']} input(s) were rejected by preprocessing: "
+            f"{cohort.directory / 'rejected.csv'}"
+        )
     print(f"Predictions: {out / PREDICTIONS_CSV}")
     return table
 
@@ -94,7 +97,7 @@ def main(cfg: DictConfig) -> None:
     """Predict ``cfg.data`` with ``cfg.checkpoint``; files go to the run folder."""
     try:
         predict(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (CheckpointError, CacheError, FileNotFoundError) as exc:
+    except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -9,14 +9,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pipeline.cache import CacheError
-from pipeline.checkpoint import CheckpointError
 from pipeline.config import CONF_DIR
-from pipeline.evaluate.cohort import LeakageError
-from pipeline.evaluate.run import EvaluationError, evaluate
-
-#: Errors that are the user's to fix: print the message, not a traceback.
-USER_ERRORS = (CheckpointError, CacheError, LeakageError, EvaluationError, FileNotFoundError)
+from pipeline.evaluate.errors import user_errors
+from pipeline.evaluate.run import evaluate
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="evaluate")
@@ -24,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     """Evaluate ``cfg.checkpoint`` on the cohort ``cfg.data``; the report goes to the run folder."""
     try:
         evaluate(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except USER_ERRORS as exc:
+    except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 

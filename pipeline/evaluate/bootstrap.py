@@ -20,13 +20,19 @@ from pipeline.evaluate.calibration import weighted_ece
 from pipeline.evaluate.metrics import AVERAGED_KEYS, confusion_rates
 
 #: Metrics that get an interval: the scalars, and per class / macro the one-vs-rest rates.
-CI_SCALARS = ("accuracy", "balanced_accuracy", "kappa", "kappa_quadratic", "mcc", "auc_macro", "ece")
+CI_SCALARS = (
+    "accuracy",
+    "balanced_accuracy",
+    "kappa",
+    "kappa_quadratic",
+    "mcc",
+    "auc_macro",
+    "ece",
+)
 CI_PER_CLASS = ("precision", "recall", "sensitivity", "specificity", "npv", "f1", "auc")
 
 
-def subject_resample_weights(
-    subject_ids: Sequence[str], n_resamples: int, seed: int
-) -> np.ndarray:
+def subject_resample_weights(subject_ids: Sequence[str], n_resamples: int, seed: int) -> np.ndarray:
     """``(n_resamples, N)`` row weights: how often each row's subject was drawn in each resample."""
     codes, uniques = pd.factorize(pd.Series(list(subject_ids), dtype=str))
     n_subjects = len(uniques)
@@ -40,7 +46,7 @@ def subject_resample_weights(
 def weighted_confusion(
     weights: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int
 ) -> np.ndarray:
-    """Confusion matrices ``(B, K, K)`` (rows true, cols predicted) for row ``weights`` ``(B, N)``."""
+    """Confusion matrices ``(B, K, K)`` (rows true, cols predicted) for ``weights`` ``(B, N)``."""
     cell = np.asarray(y_true) * n_classes + np.asarray(y_pred)
     onehot = np.zeros((len(cell), n_classes * n_classes))
     onehot[np.arange(len(cell)), cell] = 1.0

@@ -38,7 +38,7 @@ def weighted_ece(
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> float:
-    """Top-label expected calibration error of probabilities ``(N, K)`` (0 = perfectly calibrated)."""
+    """Top-label expected calibration error of probabilities ``(N, K)`` (0 = calibrated)."""
     return float(weighted_ece(probs, y_true, np.ones((1, len(probs))), n_bins)[0])
 
 

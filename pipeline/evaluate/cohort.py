@@ -14,13 +14,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.cache import PROVENANCE, PreprocessedCohort, cohort_dir, is_complete, load_cohort
+from pipeline.cache import (
+    PROVENANCE,
+    CacheError,
+    PreprocessedCohort,
+    cohort_dir,
+    is_complete,
+    load_cohort,
+)
 from pipeline.checkpoint import trained_subjects
 from pipeline.config import CONF_DIR, PREPROCESSING_KEYS, to_container
-
-
-class LeakageError(RuntimeError):
-    """The held-out cohort shares subjects with the checkpoint's training or validation data."""
+from pipeline.evaluate.errors import LeakageError
 
 
 def recipe_cache_name(name: str, preprocessing_hash: str) -> str:
@@ -41,7 +45,7 @@ def _cached_hash(directory: Path) -> str | None:
 
 
 def _preprocess_section(cfg: DictConfig) -> dict[str, Any]:
-    """``conf/preprocess.yaml``'s ``preprocess:`` defaults, overridden by this run's ``preprocess:``."""
+    """``preprocess:`` of conf/preprocess.yaml, overridden by this run's ``preprocess:``."""
     defaults = OmegaConf.load(Path(CONF_DIR) / "preprocess.yaml").get("preprocess", {})
     override = cfg.get("preprocess") or {}
     return to_container(OmegaConf.merge(defaults, override))
@@ -50,16 +54,40 @@ def _preprocess_section(cfg: DictConfig) -> dict[str, Any]:
 def build_config(cfg: DictConfig, ckpt: dict[str, Any], name: str) -> DictConfig:
     """The config that preprocesses ``cfg.data`` into cache ``name`` with the checkpoint's recipe.
 
-    Labels are validated against the model's classes (``ckpt["classes"]``): those are what its
-    outputs mean, whatever ``data.classes`` says.
+    The labels table is validated against the model's classes plus any other ``data.classes``:
+    a case labelled with a class the model does not know is then kept in the cache and reported
+    as not scored, instead of stopping the whole cohort.
     """
     data = to_container(cfg.data)
     data["name"] = name
-    data["classes"] = list(ckpt["classes"])
+    model_classes = [str(c) for c in ckpt["classes"]]
+    data["classes"] = model_classes + [
+        str(c) for c in data.get("classes") or () if str(c) not in model_classes
+    ]
     recipe = {key: ckpt["preprocessing"][key] for key in PREPROCESSING_KEYS}
     return OmegaConf.create(
-        {"paths": to_container(cfg.paths), "data": data, **recipe, "preprocess": _preprocess_section(cfg)}
+        {
+            "paths": to_container(cfg.paths),
+            "data": data,
+            **recipe,
+            "preprocess": _preprocess_section(cfg),
+        }
     )
+
+
+def _other_source(directory: Path, root: str | None) -> str | None:
+    """The data root a cache records, when ``root`` is an existing folder and a different one.
+
+    Guards against a cache name reused for another cohort: evaluating it would score the wrong
+    subjects without a word.
+    """
+    if not root or not Path(root).is_dir():
+        return None
+    provenance = json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))
+    recorded = (provenance.get("config") or {}).get("data", {}).get("root")
+    if not isinstance(recorded, str) or Path(recorded).resolve() == Path(root).resolve():
+        return None
+    return recorded
 
 
 def prepare_cohort(
@@ -68,38 +96,49 @@ def prepare_cohort(
     """Open the held-out cache made with the checkpoint's recipe, preprocessing it if needed.
 
     Looks in ``${paths.cache}/${data.name}`` and then in its recipe-named sibling
-    (:func:`recipe_cache_name`); reuses the first complete cache whose hash matches. Otherwise
-    it runs the preprocess stage on ``data.root`` (into ``data.name`` when that folder is free or
-    unfinished, else into the sibling). ``preprocess.force=true`` always rebuilds.
+    (:func:`recipe_cache_name`); reuses the first complete cache whose hash matches (and that was
+    made from ``data.root``, when the cache records its root and ``data.root`` exists).
+    Otherwise it runs the preprocess stage on ``data.root`` (into ``data.name`` when that folder
+    is free, unfinished or of the same recipe, else into the sibling). ``preprocess.force=true``
+    always preprocesses (incrementally: unchanged subjects are not decoded again).
     """
     expected = str(ckpt["preprocessing_hash"])
     cache_root = Path(str(cfg.paths.cache))
     name = str(cfg.data.name)
+    root = OmegaConf.select(cfg, "data.root", default=None, throw_on_missing=False)
     plain = cohort_dir(cache_root, name)
     sibling = cohort_dir(cache_root, recipe_cache_name(name, expected))
     force = bool(OmegaConf.select(cfg, "preprocess.force", default=False))
-    if not force:
-        for candidate in (plain, sibling):
-            if _cached_hash(candidate) == expected:
-                log(f"Using the preprocessed cohort {candidate} (recipe {expected}).")
-                return load_cohort(candidate, expected_hash=expected)
+    for candidate in () if force else (plain, sibling):
+        if _cached_hash(candidate) != expected:
+            continue
+        recorded = _other_source(candidate, root)
+        if recorded is None:
+            log(f"Using the preprocessed cohort {candidate} (recipe {expected}).")
+            return load_cohort(candidate, expected_hash=expected)
+        log(f"{candidate} was made from {recorded}, not data.root={root}: preprocessing again.")
 
-    target = plain
     other = _cached_hash(plain)
-    if other is not None and other != expected:
-        target = sibling
+    target = sibling if other is not None and other != expected else plain
+    if root is None or not Path(str(root)).is_dir():
+        raise CacheError(
+            f"No cache of cohort {name!r} made with this model's preprocessing recipe {expected} "
+            f"under {cache_root}, and data.root={root} is not a folder to make one from. "
+            "Pass data.root=DIR (and data.labels=FILE to evaluate)."
+        )
+    if target == sibling:
         log(
             f"{plain} was preprocessed with recipe {other}; this model needs {expected}. "
-            f"Preprocessing {cfg.data.root} again into {target} (the existing cache is kept)."
+            f"Preprocessing {root} into {target} (the existing cache is kept)."
         )
     else:
-        log(f"Preprocessing {cfg.data.root} into {target} with the checkpoint's recipe {expected}.")
+        log(f"Preprocessing {root} into {target} with the checkpoint's recipe {expected}.")
     # Imported here: the preprocess stage is heavy and not needed when a cache is reused.
     from pipeline.preprocess.run import preprocess_cohort
 
     built = Path(preprocess_cohort(build_config(cfg, ckpt, target.name)))
     if not (built / PROVENANCE).exists():
-        raise RuntimeError(f"Preprocessing did not finish a cache at {built}")
+        raise CacheError(f"Preprocessing did not finish a cache at {built}")
     return load_cohort(built, expected_hash=expected)
 
 

@@ -46,7 +46,7 @@ class Explanation:
 
 
 class EnsembleProbabilities(nn.Module):
-    """Models and slice mode as one module: ``(B, S, H, W)`` -> mean class probabilities ``(B, K)``."""
+    """Models and slice mode as one module: ``(B, S, H, W)`` -> mean probabilities ``(B, K)``."""
 
     def __init__(self, models: Sequence[nn.Module], slice_mode: str) -> None:
         super().__init__()
@@ -59,7 +59,7 @@ class EnsembleProbabilities(nn.Module):
 
 
 def model_input(image: torch.Tensor, slice_mode: str) -> torch.Tensor:
-    """What the network itself sees for one subject ``(S, H, W)``: ``(1, S, H, W)`` or ``(S, 1, H, W)``."""
+    """The network input for one subject ``(S, H, W)``: ``(1, S, H, W)`` or ``(S, 1, H, W)``."""
     return image[None] if slice_mode == "channels" else image[:, None]
 
 
@@ -122,7 +122,9 @@ def gradcam_extractors(models: Sequence[nn.Module], target_layer: str) -> list[G
                 f"evaluate.explain.target_layer={target_layer!r} is not a layer of "
                 f"{type(model).__name__}"
             )
-    return [GradCAM(nn_module=m, target_layers=target_layer, postprocessing=_unit_scale) for m in models]
+    return [
+        GradCAM(nn_module=m, target_layers=target_layer, postprocessing=_unit_scale) for m in models
+    ]
 
 
 def gradcam_map(
@@ -145,7 +147,7 @@ def occlusion_map(
     n_batch: int = 32,
     mode: str | float = "gaussian",
 ) -> np.ndarray:
-    """Drop of the ensemble's probability of ``class_idx`` when each region is occluded ``(H, W)``."""
+    """Drop of the ensemble's probability of ``class_idx`` when each region is hidden ``(H, W)``."""
     predictor = EnsembleProbabilities(models, slice_mode).eval()
     x = image[None]  # (1, S, H, W): the subject, every slice occluded at the same place
     occlusion = OcclusionSensitivity(
@@ -159,7 +161,9 @@ def occlusion_map(
     )
     with torch.no_grad(), warnings.catch_warnings():
         # MONAI 1.6 indexes tensors with lists internally; torch warns about it on every patch.
-        warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Using a non-tuple sequence", category=UserWarning
+        )
         base = float(predictor(x)[0, class_idx])
         occluded, _ = occlusion(x)
     return (base - occluded[0, class_idx]).cpu().numpy().astype(np.float32)
@@ -236,4 +240,3 @@ def explain_cases(
             )
         )
     return explanations
-

@@ -1,4 +1,4 @@
-"""Classification metrics of a held-out cohort: scikit-learn point estimates, clinical one-vs-rest rates.
+"""Metrics of a held-out cohort: scikit-learn point estimates and clinical one-vs-rest rates.
 
 Conventions (they matter to reviewers, so they are fixed here once):
 
@@ -34,11 +34,28 @@ from sklearn.metrics import (
 from pipeline.evaluate.calibration import expected_calibration_error
 
 #: Keys of ``per_class.<class>`` in metrics.json (issue 5), in this order.
-PER_CLASS_KEYS = ("precision", "recall", "sensitivity", "specificity", "npv", "f1", "auc", "support")
+PER_CLASS_KEYS = (
+    "precision",
+    "recall",
+    "sensitivity",
+    "specificity",
+    "npv",
+    "f1",
+    "auc",
+    "support",
+)
 #: Per-class rates that are averaged into ``macro`` and ``weighted``.
 AVERAGED_KEYS = ("precision", "recall", "specificity", "npv", "f1", "auc")
 #: Whole-cohort scalar metrics.
-OVERALL_KEYS = ("accuracy", "balanced_accuracy", "kappa", "kappa_quadratic", "mcc", "auc_macro", "ece")
+OVERALL_KEYS = (
+    "accuracy",
+    "balanced_accuracy",
+    "kappa",
+    "kappa_quadratic",
+    "mcc",
+    "auc_macro",
+    "ece",
+)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -51,7 +68,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def one_vs_rest_counts(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """TP, FP, FN, TN per class from confusion matrices ``(..., K, K)`` (rows true, cols predicted)."""
+    """TP, FP, FN, TN per class of confusion matrices ``(..., K, K)``."""
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
     fn = cm.sum(axis=-1) - tp
@@ -63,7 +80,9 @@ def one_vs_rest_counts(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def _kappa_from_confusion(cm: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Cohen's kappa with disagreement ``weights`` for confusion matrices ``(..., K, K)``."""
     total = cm.sum(axis=(-2, -1))
-    expected = _ratio(cm.sum(axis=-1)[..., :, None] * cm.sum(axis=-2)[..., None, :], total[..., None, None])
+    expected = _ratio(
+        cm.sum(axis=-1)[..., :, None] * cm.sum(axis=-2)[..., None, :], total[..., None, None]
+    )
     observed_disagreement = (weights * cm).sum(axis=(-2, -1))
     expected_disagreement = (weights * np.nan_to_num(expected)).sum(axis=(-2, -1))
     return 1.0 - _ratio(observed_disagreement, expected_disagreement)
@@ -132,7 +151,9 @@ def _averages(values: np.ndarray, support: np.ndarray) -> tuple[float, float]:
         return float("nan"), float("nan")
     macro = float(values[defined].mean())
     weights = support[defined]
-    weighted = float((values[defined] * weights).sum() / weights.sum()) if weights.sum() else float("nan")
+    weighted = (
+        float((values[defined] * weights).sum() / weights.sum()) if weights.sum() else float("nan")
+    )
     return macro, weighted
 
 
@@ -229,7 +250,9 @@ def compute_metrics(
         normalized = cm / cm.sum(axis=1, keepdims=True)
     undefined = _undefined_reasons(classes, per_class, len(y_true))
     if np.isnan(kappa):
-        undefined["kappa"] = undefined["kappa_quadratic"] = "labels and predictions share one class only"
+        undefined["kappa"] = undefined["kappa_quadratic"] = (
+            "labels and predictions share one class only"
+        )
     if np.isnan(macro["auc"]):
         undefined["auc_macro"] = "no class has both positive and negative cases"
     return {
@@ -249,4 +272,3 @@ def compute_metrics(
         "ece": expected_calibration_error(probs, y_true, n_bins=ece_bins),
         "undefined": undefined,
     }
-

@@ -55,7 +55,7 @@ def plot_confusion_matrix(
 def plot_roc_curves(
     y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], path: str | Path
 ) -> Path:
-    """One-vs-rest ROC curve of each class; classes without both outcomes are listed as undefined."""
+    """One-vs-rest ROC curve per class; a class without both outcomes is listed as undefined."""
     y_true = np.asarray(y_true)
     fig = Figure(figsize=(5.2, 4.8))
     ax = fig.add_subplot()
@@ -64,7 +64,12 @@ def plot_roc_curves(
         if positive.any() and not positive.all():
             RocCurveDisplay.from_predictions(positive, probs[:, c], name=name, ax=ax)
         else:
-            ax.plot([], [], " ", label=f"{name} (AUC undefined: no {'negatives' if positive.all() else 'cases'})")
+            ax.plot(
+                [],
+                [],
+                " ",
+                label=f"{name} (AUC undefined: no {'negatives' if positive.all() else 'cases'})",
+            )
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="Chance")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -83,8 +88,13 @@ def plot_reliability_diagram(table: pd.DataFrame, ece: float, path: str | Path) 
     centres = table["bin_lower"] + width / 2
     filled = table["count"] > 0
     top.bar(
-        centres[filled], table["accuracy"][filled], width=width[filled], edgecolor="black",
-        color="tab:blue", alpha=0.8, label="Accuracy",
+        centres[filled],
+        table["accuracy"][filled],
+        width=width[filled],
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.8,
+        label="Accuracy",
     )
     top.plot(
         centres[filled], table["confidence"][filled], "o", color="tab:red", label="Mean confidence"

@@ -124,9 +124,10 @@ _TEMPLATE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>Evaluation report: {{ m.model.target_short }} on {{ m.cohort.name }}</title>
 <style>
- body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-        max-width: 1100px; color: #222; line-height: 1.4; padding: 0 1em; }
- h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
+ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
+        margin: 2em auto; max-width: 1100px; line-height: 1.4; padding: 0 1em; }
+ h1 { font-size: 1.6em; }
+ h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
  table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
  th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
  th:first-child, td:first-child { text-align: left; }
@@ -135,7 +136,8 @@ _TEMPLATE = """<!DOCTYPE html>
  .warning { background: #fff3cd; border: 2px solid #d39e00; padding: .8em 1em; margin: 1em 0; }
  .danger { background: #f8d7da; border: 2px solid #b02a37; padding: .8em 1em; margin: 1em 0; }
  .figures { display: flex; flex-wrap: wrap; gap: 1.2em; }
- figure { margin: 0; } figure img { max-width: 520px; border: 1px solid #eee; }
+ figure { margin: 0; }
+ figure img { max-width: 520px; border: 1px solid #eee; }
  .explain img { max-width: 100%; }
  figcaption { font-size: .85em; color: #555; max-width: 520px; }
  code { background: #f5f5f5; padding: 0 .2em; }
@@ -144,23 +146,26 @@ _TEMPLATE = """<!DOCTYPE html>
 </head>
 <body>
 <h1>Evaluation report</h1>
-<p>Model <code>{{ m.model.target }}</code> ({{ m.model.n_models }} model{{ "s" if m.model.n_models > 1 else "" }},
-slice mode <code>{{ m.model.slice_mode }}</code>) on the held-out cohort <code>{{ m.cohort.name }}</code>,
-{{ m.created }}.</p>
+<p>Model <code>{{ m.model.target }}</code>
+({{ m.model.n_models }} model{{ "s" if m.model.n_models > 1 else "" }},
+slice mode <code>{{ m.model.slice_mode }}</code>)
+on the held-out cohort <code>{{ m.cohort.name }}</code>, {{ m.created }}.</p>
 
 {% if m.allow_overlap and m.overlap_subjects %}
 <div class="danger"><strong>NOT AN INDEPENDENT EVALUATION.</strong>
-{{ m.overlap_subjects | length }} subject(s) of this cohort were used to train or validate the model
-(<code>evaluate.allow_overlap=true</code>): {{ m.overlap_subjects | join(", ") }}.
+{{ m.overlap_subjects | length }} subject(s) of this cohort were used to train or validate the
+model (<code>evaluate.allow_overlap=true</code>): {{ m.overlap_subjects | join(", ") }}.
 Every metric below is optimistic.</div>
 {% endif %}
 {% if excluded_rows %}
-<div class="warning">{{ excluded_rows | length }} case(s) of the cohort were not scored (see
-<a href="#excluded">Not scored</a>).</div>
+<div class="warning">{{ excluded_rows | length }} case(s) of the cohort were not scored
+(see <a href="#excluded">Not scored</a>).</div>
 {% endif %}
 {% if m.undefined %}
 <div class="warning">Some metrics are undefined for this cohort:
-<ul>{% for key, reason in m.undefined.items() %}<li><code>{{ key }}</code>: {{ reason }}</li>{% endfor %}</ul></div>
+<ul>
+{% for key, reason in m.undefined.items() %}<li><code>{{ key }}</code>: {{ reason }}</li>
+{% endfor %}</ul></div>
 {% endif %}
 
 <h2>Model and configuration</h2>
@@ -172,7 +177,8 @@ Every metric below is optimistic.</div>
 <tr><th>Training config hash</th><td><code>{{ m.model.train_config_hash }}</code></td></tr>
 <tr><th>Preprocessing hash</th><td><code>{{ m.preprocessing_hash }}</code></td></tr>
 <tr><th>Evaluation config hash</th><td><code>{{ m.config_hash }}</code></td></tr>
-<tr><th>Bootstrap</th><td>{{ m.ci.resamples }} resamples by subject, seed {{ m.ci.seed }}, {{ (m.ci.level * 100) | round(1) }}% intervals</td></tr>
+<tr><th>Bootstrap</th><td>{{ m.ci.resamples }} resamples by subject, seed {{ m.ci.seed }},
+{{ level }} intervals</td></tr>
 </table>
 
 <h2>Cohort</h2>
@@ -182,71 +188,96 @@ Every metric below is optimistic.</div>
 
 <h2>Metrics</h2>
 <table>
-<tr><th>Metric</th><th>Value</th><th>{{ (m.ci.level * 100) | round(1) }}% CI</th></tr>
-{% for row in overall %}<tr><td>{{ row.name }}</td><td>{{ row.value }}</td><td class="ci">{{ row.interval }}</td></tr>
-{% endfor %}</table>
+<tr><th>Metric</th><th>Value</th><th>{{ level }} CI</th></tr>
+{% for row in overall %}
+<tr><td>{{ row.name }}</td><td>{{ row.value }}</td><td class="ci">{{ row.interval }}</td></tr>
+{% endfor %}
+</table>
 
 <h3>Per class (one vs rest)</h3>
 <table>
-<tr><th>Class</th><th>Support</th>{% for _, label in per_class_columns %}<th>{{ label }}</th>{% endfor %}</tr>
-{% for row in per_class %}<tr><td>{{ row.name }}</td><td>{{ row.support }}</td>
-{% for cell in row.cells %}<td>{{ cell.value }}<br><span class="ci">{{ cell.interval }}</span></td>{% endfor %}</tr>
-{% endfor %}</table>
-<p class="small">Sensitivity: share of the class's cases the model finds. Specificity: share of the other
-cases it does not call this class. PPV/NPV depend on the cohort's class mix. Balanced accuracy is the
-mean sensitivity over classes; the quadratic kappa penalises CN↔AD confusions more than neighbouring ones.</p>
+<tr><th>Class</th><th>Support</th>
+{% for _, label in per_class_columns %}<th>{{ label }}</th>{% endfor %}</tr>
+{% for row in per_class %}
+<tr><td>{{ row.name }}</td><td>{{ row.support }}</td>
+{% for cell in row.cells %}
+<td>{{ cell.value }}<br><span class="ci">{{ cell.interval }}</span></td>
+{% endfor %}</tr>
+{% endfor %}
+</table>
+<p class="small">Sensitivity: the share of the class's cases the model finds. Specificity: the
+share of the other cases it does not call this class. PPV and NPV depend on the cohort's class
+mix. Balanced accuracy is the mean sensitivity over classes; the quadratic kappa counts a CN/AD
+confusion as worse than a confusion of neighbouring stages.</p>
 
 {% if folds %}
 <h3>Per fold (each model of the k-fold ensemble alone)</h3>
 <table>
 <tr><th>Fold</th>{% for _, label in overall_rows %}<th>{{ label }}</th>{% endfor %}</tr>
-{% for row in folds %}<tr><td>{{ row.fold }}</td>{% for key, _ in overall_rows %}<td>{{ row[key] }}</td>{% endfor %}</tr>
-{% endfor %}</table>
+{% for row in folds %}
+<tr><td>{{ row.fold }}</td>
+{% for key, _ in overall_rows %}<td>{{ row[key] }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
 {% endif %}
 
 {% if by_site %}
 <h3>Per site</h3>
 <table>
 <tr><th>Site</th><th>Subjects</th><th>Cases</th><th>Accuracy</th><th>Balanced accuracy</th></tr>
-{% for site, row in by_site.items() %}<tr><td>{{ site }}</td><td>{{ row.n_subjects }}</td><td>{{ row.n_samples }}</td>
+{% for site, row in by_site.items() %}
+<tr><td>{{ site }}</td><td>{{ row.n_subjects }}</td><td>{{ row.n_samples }}</td>
 <td>{{ fmt(row.accuracy) }}</td><td>{{ fmt(row.balanced_accuracy) }}</td></tr>
-{% endfor %}</table>
+{% endfor %}
+</table>
 {% endif %}
 
 <h2>Figures</h2>
 <div class="figures">
-{% for f in figures %}<figure><img src="{{ f.uri }}" alt="{{ f.title }}"><figcaption>{{ f.caption }}</figcaption></figure>
-{% endfor %}</div>
+{% for f in figures %}
+<figure><img src="{{ f.uri }}" alt="{{ f.title }}"><figcaption>{{ f.caption }}</figcaption></figure>
+{% endfor %}
+</div>
 
 {% if explanations %}
 <h2>Where the model looks</h2>
-<p class="small">Grad-CAM (red = strongest evidence for the predicted class) and occlusion sensitivity
-(red = hiding this region lowers the probability of the predicted class, blue = raises it), for the most
-confident right and wrong predictions of each class. They show what the network uses, not where disease is.</p>
+<p class="small">Grad-CAM (red: the strongest evidence for the predicted class) and occlusion
+sensitivity (red: hiding this region lowers the probability of the predicted class; blue: raises
+it), for the most confident right and wrong predictions of each class. They show what the network
+uses, not where the disease is.</p>
 <div class="explain">
-{% for f in explanations %}<figure><img src="{{ f.uri }}" alt="{{ f.title }}"><figcaption>{{ f.caption }}</figcaption></figure>
-{% endfor %}</div>
+{% for f in explanations %}
+<figure><img src="{{ f.uri }}" alt="{{ f.title }}"><figcaption>{{ f.caption }}</figcaption></figure>
+{% endfor %}
+</div>
 {% endif %}
 
 <h2 id="rejected">Rejected by preprocessing</h2>
 {% if rejected_rows %}
 <table>
 <tr>{% for col in rejected_columns %}<th>{{ col }}</th>{% endfor %}</tr>
-{% for row in rejected_rows %}<tr>{% for col in rejected_columns %}<td>{{ row[col] }}</td>{% endfor %}</tr>
-{% endfor %}</table>
+{% for row in rejected_rows %}
+<tr>{% for col in rejected_columns %}<td>{{ row[col] }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
 {% else %}<p>None: every input was used.</p>{% endif %}
 
 {% if excluded_rows %}
 <h2 id="excluded">Not scored</h2>
 <table>
 <tr><th>subject_id</th><th>session_id</th><th>label</th><th>reason</th></tr>
-{% for row in excluded_rows %}<tr><td>{{ row.subject_id }}</td><td>{{ row.session_id }}</td><td>{{ row.label }}</td><td>{{ row.reason }}</td></tr>
-{% endfor %}</table>
+{% for row in excluded_rows %}
+<tr><td>{{ row.subject_id }}</td><td>{{ row.session_id }}</td><td>{{ row.label }}</td>
+<td>{{ row.reason }}</td></tr>
+{% endfor %}
+</table>
 {% endif %}
 
 <h2>Software</h2>
-<p class="small">{% for name, version in m.versions.items() %}{{ name }} {{ version }}{{ ", " if not loop.last }}{% endfor %}</p>
-<p class="small">A research tool, not a medical device: these numbers describe this cohort and this model only.</p>
+<p class="small">{% for name, version in m.versions.items() %}{{ name }} {{ version }}
+{{- ", " if not loop.last }}{% endfor %}</p>
+<p class="small">A research tool, not a medical device: these numbers describe this cohort and
+this model only.</p>
 </body>
 </html>
 """
@@ -257,14 +288,18 @@ def render_report(content: ReportContent) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(_TEMPLATE)
     m = content.metrics
-    figures = [{"title": f.title, "caption": f.caption, "uri": embed_png(f.path)} for f in content.figures]
+    figures = [
+        {"title": f.title, "caption": f.caption, "uri": embed_png(f.path)} for f in content.figures
+    ]
     explanations = [
-        {"title": f.title, "caption": f.caption, "uri": embed_png(f.path)} for f in content.explanations
+        {"title": f.title, "caption": f.caption, "uri": embed_png(f.path)}
+        for f in content.explanations
     ]
     rejected = content.rejected.astype(str)
     return template.render(
         m=m,
         fmt=fmt,
+        level=f"{m['ci']['level']:.0%}",
         overall=overall_table(m),
         overall_rows=OVERALL_ROWS,
         per_class=per_class_table(m),
@@ -296,7 +331,8 @@ def console_summary(metrics: dict[str, Any]) -> str:
     per_class = pd.DataFrame(
         {
             label: [
-                f"{fmt(metrics['per_class'][name][key])} ({fmt_interval(ci.get(name, {}).get(key))})"
+                f"{fmt(metrics['per_class'][name][key])} "
+                f"({fmt_interval(ci.get(name, {}).get(key))})"
                 for name in metrics["classes"]
             ]
             for key, label in PER_CLASS_COLUMNS

@@ -26,6 +26,7 @@ from pipeline.evaluate import plots
 from pipeline.evaluate.bootstrap import bootstrap_intervals
 from pipeline.evaluate.calibration import reliability_table
 from pipeline.evaluate.cohort import check_overlap, prepare_cohort
+from pipeline.evaluate.errors import EvaluationError
 from pipeline.evaluate.explain import Explanation, explain_cases, select_cases
 from pipeline.evaluate.metrics import compute_metrics
 from pipeline.evaluate.model_info import checkpoint_file, model_summary, pick_device
@@ -46,13 +47,16 @@ logger = logging.getLogger(__name__)
 
 #: Keys of a fold's own metrics kept in ``folds`` (the ensemble has the full set).
 FOLD_KEYS = (
-    "accuracy", "balanced_accuracy", "auc_macro", "kappa", "kappa_quadratic", "mcc", "ece",
-    "confusion_matrix", "per_class",
+    "accuracy",
+    "balanced_accuracy",
+    "auc_macro",
+    "kappa",
+    "kappa_quadratic",
+    "mcc",
+    "ece",
+    "confusion_matrix",
+    "per_class",
 )
-
-
-class EvaluationError(RuntimeError):
-    """The cohort cannot be evaluated (no labelled case of the model's classes)."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ class EvaluationResult:
 def cohort_counts(table: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """Cases per label (rows, classes first) and site (columns), with totals."""
     site = table["site"].replace("", "(unknown)") if "site" in table else "(all)"
-    counts = pd.crosstab(table["label"].replace("", "(no label)"), site, margins=True,
-                         margins_name="Total")
+    counts = pd.crosstab(
+        table["label"].replace("", "(no label)"), site, margins=True, margins_name="Total"
+    )
     order = [c for c in classes if c in counts.index]
     order += [r for r in counts.index if r not in order and r != "Total"] + ["Total"]
     counts = counts.reindex(order)
@@ -100,9 +105,7 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text) or "x"
 
 
-def write_explanations(
-    out_dir: Path, explanations: list[Explanation]
-) -> list[ReportFigure]:
+def write_explanations(out_dir: Path, explanations: list[Explanation]) -> list[ReportFigure]:
     """One PNG per explained case under ``explain/``; returns them as report figures."""
     figures = []
     for i, e in enumerate(explanations):
@@ -134,7 +137,9 @@ def evaluate(
     allow_overlap = bool(settings.allow_overlap)
     overlap = check_overlap(cohort.manifest["subject_id"], ckpt, allow_overlap)
     if overlap:
-        log(f"WARNING: {len(overlap)} subject(s) overlap the training data; metrics are optimistic.")
+        log(
+            f"WARNING: {len(overlap)} subject(s) overlap the training data; metrics are optimistic."
+        )
 
     device = pick_device(settings.get("device"))
     models = build_models(ckpt, device)
@@ -158,8 +163,13 @@ def evaluate(
     point = compute_metrics(y, scored_probs, classes, ece_bins)
     boot = settings.bootstrap
     ci = bootstrap_intervals(
-        y, scored_probs, scored["subject_id"].tolist(), classes,
-        resamples=int(boot.resamples), seed=int(boot.seed), level=float(boot.level),
+        y,
+        scored_probs,
+        scored["subject_id"].tolist(),
+        classes,
+        resamples=int(boot.resamples),
+        seed=int(boot.seed),
+        level=float(boot.level),
         ece_bins=ece_bins,
     )
     folds = []
@@ -167,8 +177,11 @@ def evaluate(
         for i, fp in enumerate(fold_probs):
             fold_metrics = compute_metrics(y, fp[mask], classes, ece_bins)
             folds.append(
-                {"fold": i, "best_epoch": ckpt["folds"][i].get("best_epoch"),
-                 **{k: fold_metrics[k] for k in FOLD_KEYS}}
+                {
+                    "fold": i,
+                    "best_epoch": ckpt["folds"][i].get("best_epoch"),
+                    **{k: fold_metrics[k] for k in FOLD_KEYS},
+                }
             )
     rejected = cohort.rejected
     metrics: dict[str, Any] = {
@@ -177,7 +190,9 @@ def evaluate(
         **{k: v for k, v in point.items() if k != "classes"},
         "ci": ci,
         "folds": folds,
-        "by_site": per_site_metrics(scored.reset_index(drop=True), y, scored_probs, classes, ece_bins),
+        "by_site": per_site_metrics(
+            scored.reset_index(drop=True), y, scored_probs, classes, ece_bins
+        ),
         "cohort": {
             "name": str(cfg.data.name),
             "cache": str(cohort.directory),
@@ -201,18 +216,35 @@ def evaluate(
     write_metrics_json(out / METRICS_JSON, metrics)
     write_tables(out, metrics, table, reliability, excluded)
     figures = [
-        ReportFigure("Confusion matrix (counts)", plots.plot_confusion_matrix(
-            point["confusion_matrix"], classes, out / "confusion_matrix.png"),
-            "Rows: true class; columns: predicted class."),
-        ReportFigure("Confusion matrix (row-normalized)", plots.plot_confusion_matrix(
-            point["confusion_matrix_normalized"], classes, out / "confusion_matrix_normalized.png",
-            normalized=True), "Each row sums to 1: the diagonal is each class's sensitivity."),
-        ReportFigure("ROC curves", plots.plot_roc_curves(y, scored_probs, classes,
-                                                          out / "roc_curves.png"),
-                     "One class against the rest, from the ensemble's probabilities."),
-        ReportFigure("Reliability diagram", plots.plot_reliability_diagram(
-            reliability, point["ece"], out / "reliability_diagram.png"),
-            "Bars below the diagonal: over-confident; above: under-confident."),
+        ReportFigure(
+            "Confusion matrix (counts)",
+            plots.plot_confusion_matrix(
+                point["confusion_matrix"], classes, out / "confusion_matrix.png"
+            ),
+            "Rows: true class; columns: predicted class.",
+        ),
+        ReportFigure(
+            "Confusion matrix (row-normalized)",
+            plots.plot_confusion_matrix(
+                point["confusion_matrix_normalized"],
+                classes,
+                out / "confusion_matrix_normalized.png",
+                normalized=True,
+            ),
+            "Each row sums to 1: the diagonal is each class's sensitivity.",
+        ),
+        ReportFigure(
+            "ROC curves",
+            plots.plot_roc_curves(y, scored_probs, classes, out / "roc_curves.png"),
+            "One class against the rest, from the ensemble's probabilities.",
+        ),
+        ReportFigure(
+            "Reliability diagram",
+            plots.plot_reliability_diagram(
+                reliability, point["ece"], out / "reliability_diagram.png"
+            ),
+            "Bars below the diagonal: over-confident; above: under-confident.",
+        ),
     ]
 
     explain = settings.explain

@@ -33,13 +33,23 @@ def conv_net(in_channels: int = 3, n_classes: int = 3) -> dict[str, Any]:
     return {
         "_target_": "torch.nn.Sequential",
         "_args_": [
-            {"_target_": "torch.nn.Conv2d", "in_channels": in_channels, "out_channels": 8,
-             "kernel_size": 3, "padding": 1},
+            {
+                "_target_": "torch.nn.Conv2d",
+                "in_channels": in_channels,
+                "out_channels": 8,
+                "kernel_size": 3,
+                "padding": 1,
+            },
             {"_target_": "torch.nn.BatchNorm2d", "num_features": 8},
             {"_target_": "torch.nn.ReLU", "inplace": True},
             {"_target_": "torch.nn.MaxPool2d", "kernel_size": 2},
-            {"_target_": "torch.nn.Conv2d", "in_channels": 8, "out_channels": 8,
-             "kernel_size": 3, "padding": 1},
+            {
+                "_target_": "torch.nn.Conv2d",
+                "in_channels": 8,
+                "out_channels": 8,
+                "kernel_size": 3,
+                "padding": 1,
+            },
             {"_target_": "torch.nn.ReLU"},
             {"_target_": "torch.nn.AdaptiveAvgPool2d", "output_size": 1},
             {"_target_": "torch.nn.Flatten"},
@@ -62,11 +72,44 @@ def monai_densenet(in_channels: int = 3, n_classes: int = 3) -> dict[str, Any]:
     }
 
 
-def recipe(size: int = SIZE) -> dict[str, Any]:
+def recipe(size: int = SIZE, expected: int | None = 44) -> dict[str, Any]:
     """The default preprocessing recipe of conf/, with a small output size."""
     cfg = OmegaConf.load(Path(CONF_DIR) / "preprocessing" / "default.yaml")
     cfg.normalize.size = size
+    cfg.slices.expected = expected
     return preprocessing_config(cfg)
+
+
+def write_nifti_cohort(
+    base: Path, n_per_class: Sequence[int] = (2, 2, 2), n_slices: int = 12
+) -> tuple[Path, Path]:
+    """Raw NIfTI heads ``<base>/nifti/<subject>/t1.nii.gz`` and ``<base>/labels.csv``.
+
+    An ellipsoid head whose dark "ventricles" grow with the class (CN < MCI < AD).
+    """
+    import nibabel as nib
+
+    root = base / "nifti"
+    subjects, labels = cohort_ids(n_per_class)
+    rows = ["subject_id,label,site"]
+    x, y, z = np.meshgrid(
+        np.linspace(-1, 1, 40), np.linspace(-1, 1, 36), np.linspace(-1, 1, n_slices), indexing="ij"
+    )
+    for i, (subject, label) in enumerate(zip(subjects, labels, strict=True)):
+        rng = np.random.default_rng(i)
+        head = (x / 0.85) ** 2 + (y / 0.8) ** 2 + (z / 0.95) ** 2 <= 1
+        width = 0.12 + 0.08 * CLASSES.index(label)
+        ventricle = (x / width) ** 2 + (y / 0.35) ** 2 + (z / 0.5) ** 2 <= 1
+        volume = np.abs(rng.normal(0, 15, x.shape))
+        volume[head] += 600
+        volume[head & ventricle] -= 400
+        (root / subject).mkdir(parents=True)
+        image = nib.Nifti1Image(volume.astype(np.int16), np.diag([2.0, 2.0, 4.0, 1.0]))
+        nib.save(image, root / subject / "t1.nii.gz")
+        rows.append(f"{subject},{label},{'siteA' if i % 2 else 'siteB'}")
+    labels_path = base / "labels.csv"
+    labels_path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root, labels_path
 
 
 def write_cache(
@@ -102,9 +145,9 @@ def write_cache(
     manifest["n_slices"] = 44
     np.save(directory / IMAGES, images)
     manifest.to_csv(directory / MANIFEST, index=False)
-    pd.DataFrame(list(rejected), columns=["subject_id", "session_id", "path", "level", "reason"]).to_csv(
-        directory / REJECTED, index=False
-    )
+    pd.DataFrame(
+        list(rejected), columns=["subject_id", "session_id", "path", "level", "reason"]
+    ).to_csv(directory / REJECTED, index=False)
     provenance = {"preprocessing": pp, "preprocessing_hash": preprocessing_hash(pp)}
     (directory / PROVENANCE).write_text(json.dumps(provenance), encoding="utf-8")
     return directory
@@ -170,25 +213,35 @@ def fakes() -> SimpleNamespace:
         write_cache=write_cache,
         write_checkpoint=write_checkpoint,
         cohort_ids=cohort_ids,
+        write_nifti_cohort=write_nifti_cohort,
     )
+
+
+def compose_in(tmp_path: Path, config_name: str, *overrides: str) -> Any:
+    """Compose ``conf/<config_name>.yaml`` as the CLI would, with paths under ``tmp_path``."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(
+            config_name=config_name,
+            overrides=[
+                f"paths.cache={tmp_path / 'cache'}",
+                f"paths.runs={tmp_path / 'runs'}",
+                f"paths.data={tmp_path / 'data'}",
+                *overrides,
+            ],
+        )
 
 
 @pytest.fixture
 def evaluate_cfg(tmp_path: Path) -> Callable[..., Any]:
-    """Compose conf/evaluate.yaml (as the CLI would) pointing at ``tmp_path``, with overrides."""
-    from hydra import compose, initialize_config_dir
+    """conf/evaluate.yaml pointing at ``tmp_path`` (200 bootstrap resamples), plus overrides."""
+    return lambda *overrides: compose_in(
+        tmp_path, "evaluate", "evaluate.bootstrap.resamples=200", *overrides
+    )
 
-    def _compose(*overrides: str) -> Any:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose(
-                config_name="evaluate",
-                overrides=[
-                    f"paths.cache={tmp_path / 'cache'}",
-                    f"paths.runs={tmp_path / 'runs'}",
-                    f"paths.data={tmp_path / 'data'}",
-                    "evaluate.bootstrap.resamples=200",
-                    *overrides,
-                ],
-            )
 
-    return _compose
+@pytest.fixture
+def predict_cfg(tmp_path: Path) -> Callable[..., Any]:
+    """conf/predict.yaml pointing at ``tmp_path``, plus overrides."""
+    return lambda *overrides: compose_in(tmp_path, "predict", *overrides)

@@ -43,8 +43,12 @@ def test_repeat_sessions_do_not_narrow_the_interval() -> None:
     subjects = [f"s{i}" for i in range(30)]
     once = bootstrap_intervals(y, probs, subjects, CLASSES, resamples=300, seed=7)
     five = bootstrap_intervals(
-        np.repeat(y, 5), np.repeat(probs, 5, axis=0), np.repeat(subjects, 5).tolist(), CLASSES,
-        resamples=300, seed=7,
+        np.repeat(y, 5),
+        np.repeat(probs, 5, axis=0),
+        np.repeat(subjects, 5).tolist(),
+        CLASSES,
+        resamples=300,
+        seed=7,
     )
     for key in ("accuracy", "balanced_accuracy", "kappa_quadratic", "auc_macro", "ece"):
         assert five[key] == pytest.approx(once[key]), key

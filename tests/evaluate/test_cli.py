@@ -15,7 +15,11 @@ from pipeline.cache import read_table
 def run(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", module, *overrides],
-        cwd=cwd, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -39,13 +43,15 @@ def test_evaluate_cli_end_to_end_and_its_user_errors(tmp_path, fakes) -> None:
     leaked = fakes.write_checkpoint(
         tmp_path / "leaky.pt", fakes.conv_net(), train_subjects=["sub-001"]
     )
-    refused = run("pipeline.evaluate", *common, f"checkpoint={leaked}", "hydra.run.dir=r2",
-                  cwd=tmp_path)
+    refused = run(
+        "pipeline.evaluate", *common, f"checkpoint={leaked}", "hydra.run.dir=r2", cwd=tmp_path
+    )
     assert refused.returncode == 2
     assert "sub-001" in refused.stderr and "Traceback" not in refused.stderr
 
-    missing = run("pipeline.evaluate", *common, "checkpoint=nowhere.pt", "hydra.run.dir=r3",
-                  cwd=tmp_path)
+    missing = run(
+        "pipeline.evaluate", *common, "checkpoint=nowhere.pt", "hydra.run.dir=r3", cwd=tmp_path
+    )
     assert missing.returncode == 2 and "No checkpoint at nowhere.pt" in missing.stderr
 
 
@@ -54,8 +60,13 @@ def test_predict_cli_on_an_unlabelled_cohort(tmp_path, fakes) -> None:
     fakes.write_cache(tmp_path / "cache" / "new", ["p1", "p2", "train-001"], ["", "", ""])
     ckpt = fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net(), n_folds=2)
     done = run(
-        "pipeline.predict", f"checkpoint={ckpt}", "paths.cache=cache", "data.name=new",
-        "data.root=unused", "hydra.run.dir=out", cwd=tmp_path,
+        "pipeline.predict",
+        f"checkpoint={ckpt}",
+        "paths.cache=cache",
+        "data.name=new",
+        "data.root=unused",
+        "hydra.run.dir=out",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert f"Predictions: {tmp_path / 'out' / 'predictions.csv'}" in done.stdout

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
 
 import pytest
 
-from pipeline.cache import PROVENANCE
+from pipeline.cache import PROVENANCE, CacheError
 from pipeline.checkpoint import load_checkpoint
 from pipeline.config import preprocessing_config, preprocessing_hash
 from pipeline.evaluate.cohort import (
@@ -56,38 +57,76 @@ def test_missing_cache_is_built_with_the_checkpoint_recipe(
     ckpt = load_checkpoint(
         fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net(), pp=pp, classes=["CN", "AD"])
     )
-    cfg = evaluate_cfg("data.name=held", "data.root=/somewhere/dicom", "preprocess.workers=1")
+    (tmp_path / "dicom").mkdir()
+    cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'dicom'}", "preprocess.workers=1")
     cohort = prepare_cohort(cfg, ckpt, log=lambda _: None)
     assert cohort.preprocessing_hash == preprocessing_hash(pp)
     (built,) = fake_preprocess
     assert built.slices.offset == 2 and built.normalize.size == 24
-    assert list(built.data.classes) == ["CN", "AD"]  # the model's classes, not data.classes
-    assert built.data.root == "/somewhere/dicom"
+    # the model's classes first; MCI (known to the data, not the model) is kept, not an error
+    assert list(built.data.classes) == ["CN", "AD", "MCI"]
+    assert built.data.root == str(tmp_path / "dicom")
     assert built.preprocess.workers == 1
     assert "qc_samples" in built.preprocess  # defaults from conf/preprocess.yaml fill the rest
+
+
+def test_without_cache_or_images_the_error_says_what_to_pass(
+    tmp_path, fakes, evaluate_cfg, fake_preprocess
+) -> None:
+    ckpt = load_checkpoint(fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net()))
+    with pytest.raises(CacheError, match=r"data.root=.* is not a folder.*Pass data.root=DIR"):
+        prepare_cohort(evaluate_cfg("data.name=held"), ckpt, log=lambda _: None)
+    assert fake_preprocess == []
+
+
+def test_a_cache_made_from_another_folder_is_not_reused(
+    tmp_path, fakes, evaluate_cfg, fake_preprocess
+) -> None:
+    subjects, labels = fakes.cohort_ids()
+    cache = fakes.write_cache(tmp_path / "cache" / "held", subjects, labels)
+    provenance = json.loads((cache / PROVENANCE).read_text())
+    provenance["config"] = {"data": {"root": str(tmp_path / "old_cohort")}}
+    (cache / PROVENANCE).write_text(json.dumps(provenance))
+    (tmp_path / "new_cohort").mkdir()
+    ckpt = load_checkpoint(fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net()))
+    messages = []
+    cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'new_cohort'}")
+    prepare_cohort(cfg, ckpt, log=messages.append)
+    assert len(fake_preprocess) == 1 and fake_preprocess[0].data.name == "held"
+    assert "old_cohort" in messages[0]
+    # The same folder (spelled differently) is reused.
+    cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'new_cohort'}/.")
+    provenance["config"] = {"data": {"root": str(tmp_path / "new_cohort")}}
+    (cache / PROVENANCE).write_text(json.dumps(provenance))
+    prepare_cohort(cfg, ckpt, log=lambda _: None)
+    assert len(fake_preprocess) == 1
 
 
 def test_cache_of_another_recipe_is_kept_and_a_sibling_built(
     tmp_path, fakes, evaluate_cfg, fake_preprocess
 ) -> None:
     subjects, labels = fakes.cohort_ids()
+    (tmp_path / "dicom").mkdir()
     other = fakes.write_cache(tmp_path / "cache" / "held", subjects, labels, pp=fakes.recipe(16))
     before = (other / PROVENANCE).read_text()
     ckpt = load_checkpoint(fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net()))
-    cohort = prepare_cohort(evaluate_cfg("data.name=held"), ckpt, log=lambda _: None)
+    cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'dicom'}")
+    cohort = prepare_cohort(cfg, ckpt, log=lambda _: None)
     expected = recipe_cache_name("held", ckpt["preprocessing_hash"])
     assert cohort.directory.name == expected
     assert (other / PROVENANCE).read_text() == before
     # The second time the sibling is found and reused.
-    again = prepare_cohort(evaluate_cfg("data.name=held"), ckpt, log=lambda _: None)
+    again = prepare_cohort(cfg, ckpt, log=lambda _: None)
     assert again.directory.name == expected and len(fake_preprocess) == 1
 
 
 def test_force_rebuilds_a_matching_cache(tmp_path, fakes, evaluate_cfg, fake_preprocess) -> None:
     subjects, labels = fakes.cohort_ids()
     fakes.write_cache(tmp_path / "cache" / "held", subjects, labels)
+    (tmp_path / "dicom").mkdir()
     ckpt = load_checkpoint(fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net()))
-    prepare_cohort(evaluate_cfg("data.name=held", "preprocess.force=true"), ckpt, log=lambda _: None)
+    cfg = evaluate_cfg("data.name=held", "preprocess.force=true", f"data.root={tmp_path / 'dicom'}")
+    prepare_cohort(cfg, ckpt, log=lambda _: None)
     assert len(fake_preprocess) == 1 and fake_preprocess[0].data.name == "held"
 
 

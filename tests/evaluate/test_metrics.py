@@ -115,7 +115,9 @@ def test_absent_class_gives_undefined_values_not_zeros(tmp_path) -> None:
     assert ad["precision"] == 0.0  # defined: its one AD call is wrong
     assert ad["specificity"] == pytest.approx(5 / 6)
     assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2)  # over present classes
-    assert m["auc_macro"] == pytest.approx(np.mean([m["per_class"][c]["auc"] for c in ("CN", "MCI")]))
+    assert m["auc_macro"] == pytest.approx(
+        np.mean([m["per_class"][c]["auc"] for c in ("CN", "MCI")])
+    )
     path = write_metrics_json(tmp_path / "metrics.json", m)
 
     def no_nan(token: str) -> None:
@@ -146,13 +148,17 @@ def test_vectorized_rates_equal_scikit_learn() -> None:
     for b, w in enumerate(weights):
         kw = {"sample_weight": w}
         assert rates["accuracy"][b] == pytest.approx(accuracy_score(y, pred, **kw))
-        assert rates["balanced_accuracy"][b] == pytest.approx(balanced_accuracy_score(y, pred, **kw))
+        assert rates["balanced_accuracy"][b] == pytest.approx(
+            balanced_accuracy_score(y, pred, **kw)
+        )
         assert rates["kappa"][b] == pytest.approx(cohen_kappa_score(y, pred, **kw))
         assert rates["kappa_quadratic"][b] == pytest.approx(
             cohen_kappa_score(y, pred, weights="quadratic", **kw)
         )
         assert rates["mcc"][b] == pytest.approx(matthews_corrcoef(y, pred, **kw))
-        np.testing.assert_allclose(rates["precision"][b], precision_score(y, pred, average=None, **kw))
+        np.testing.assert_allclose(
+            rates["precision"][b], precision_score(y, pred, average=None, **kw)
+        )
         np.testing.assert_allclose(rates["recall"][b], recall_score(y, pred, average=None, **kw))
         np.testing.assert_allclose(rates["f1"][b], f1_score(y, pred, average=None, **kw))
 

@@ -25,8 +25,13 @@ from pipeline.evaluate.cohort import LeakageError
 from pipeline.evaluate.run import EvaluationError, evaluate
 
 REJECTED = [
-    {"subject_id": "sub-bad", "session_id": "", "path": "sub-bad/series2", "level": "series",
-     "reason": "43 slices, expected 44"},
+    {
+        "subject_id": "sub-bad",
+        "session_id": "",
+        "path": "sub-bad/series2",
+        "level": "series",
+        "reason": "43 slices, expected 44",
+    },
 ]
 
 
@@ -85,7 +90,11 @@ def cohort(tmp_path, fakes):
     sessions += ["ses-2", "ses-2", ""]
     sites = ["siteA" if i % 2 else "siteB" for i in range(len(subjects))]
     fakes.write_cache(
-        tmp_path / "cache" / "held", subjects, labels, sessions=sessions, sites=sites,
+        tmp_path / "cache" / "held",
+        subjects,
+        labels,
+        sessions=sessions,
+        sites=sites,
         rejected=REJECTED,
     )
     return subjects, labels
@@ -97,13 +106,37 @@ def test_report_folder_files_exist_open_and_agree(tmp_path, fakes, evaluate_cfg,
     result = evaluate(evaluate_cfg("data.name=held", f"checkpoint={ckpt}"), out, log=lambda _: None)
 
     metrics = strict_json(out / "metrics.json")
-    for key in ("classes", "n_subjects", "accuracy", "balanced_accuracy", "confusion_matrix",
-                "per_class", "auc_macro", "kappa_quadratic", "ci", "kappa", "mcc", "ece",
-                "macro", "weighted", "config_hash", "model", "allow_overlap"):
+    for key in (
+        "classes",
+        "n_subjects",
+        "accuracy",
+        "balanced_accuracy",
+        "confusion_matrix",
+        "per_class",
+        "auc_macro",
+        "kappa_quadratic",
+        "ci",
+        "kappa",
+        "mcc",
+        "ece",
+        "macro",
+        "weighted",
+        "config_hash",
+        "model",
+        "allow_overlap",
+    ):
         assert key in metrics, key
     for row in metrics["per_class"].values():
-        assert set(row) == {"precision", "recall", "sensitivity", "specificity", "npv", "f1",
-                            "auc", "support"}
+        assert set(row) == {
+            "precision",
+            "recall",
+            "sensitivity",
+            "specificity",
+            "npv",
+            "f1",
+            "auc",
+            "support",
+        }
     assert metrics["n_subjects"] == 12 and metrics["n_samples"] == 14
     assert metrics["cohort"]["n_excluded"] == 1 and metrics["cohort"]["n_rejected"] == 1
     assert metrics["overlap"] is False and metrics["model"]["n_models"] == 1
@@ -112,7 +145,13 @@ def test_report_folder_files_exist_open_and_agree(tmp_path, fakes, evaluate_cfg,
     # metrics.json agrees with predictions.csv recomputed independently
     predictions = read_table(out / "predictions.csv")
     assert list(predictions.columns[:7]) == [
-        "subject_id", "session_id", "label", "predicted", "prob_CN", "prob_MCI", "prob_AD"
+        "subject_id",
+        "session_id",
+        "label",
+        "predicted",
+        "prob_CN",
+        "prob_MCI",
+        "prob_AD",
     ]
     assert len(predictions) == 15
     scored = predictions[predictions["label"] != ""]
@@ -129,21 +168,29 @@ def test_report_folder_files_exist_open_and_agree(tmp_path, fakes, evaluate_cfg,
     )
     assert metrics["confusion_matrix"] == confusion_matrix(y, pred, labels=[0, 1, 2]).tolist()
     for c, name in enumerate(classes):
-        assert metrics["per_class"][name]["auc"] == pytest.approx(roc_auc_score(y == c, probs[:, c]))
+        assert metrics["per_class"][name]["auc"] == pytest.approx(
+            roc_auc_score(y == c, probs[:, c])
+        )
         assert metrics["per_class"][name]["support"] == int((y == c).sum())
     assert metrics["n_subjects"] == scored["subject_id"].nunique()
 
     per_class = pd.read_csv(out / "per_class.csv")
     assert per_class["class"].tolist() == classes
-    assert per_class["f1"].tolist() == pytest.approx([metrics["per_class"][c]["f1"] for c in classes])
+    assert per_class["f1"].tolist() == pytest.approx(
+        [metrics["per_class"][c]["f1"] for c in classes]
+    )
     assert "auc_ci_low" in per_class
     cm = pd.read_csv(out / "confusion_matrix.csv", index_col="true")
     assert cm.to_numpy().tolist() == metrics["confusion_matrix"]
     excluded = read_table(out / "excluded.csv")
     assert excluded["subject_id"].tolist() == ["sub-nolabel"]
 
-    for name in ("confusion_matrix.png", "confusion_matrix_normalized.png", "roc_curves.png",
-                 "reliability_diagram.png"):
+    for name in (
+        "confusion_matrix.png",
+        "confusion_matrix_normalized.png",
+        "roc_curves.png",
+        "reliability_diagram.png",
+    ):
         assert png_ok((out / name).read_bytes()), name
     explained = sorted((out / "explain").glob("*.png"))
     assert 1 <= len(explained) <= 6 and all(png_ok(p.read_bytes()) for p in explained)
@@ -177,9 +224,11 @@ def test_kfold_checkpoint_is_ensembled_with_per_fold_numbers(tmp_path, fakes, ev
     ckpt = fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net(), n_folds=3)
     out = tmp_path / "report"
     metrics = evaluate(
-        evaluate_cfg("data.name=held", f"checkpoint={tmp_path / 'best.pt'}",
-                     "evaluate.explain.per_class=0"),
-        out, log=lambda _: None,
+        evaluate_cfg(
+            "data.name=held", f"checkpoint={tmp_path / 'best.pt'}", "evaluate.explain.per_class=0"
+        ),
+        out,
+        log=lambda _: None,
     ).metrics
     assert ckpt.exists() and metrics["model"]["n_models"] == 3
     predictions = read_table(out / "predictions.csv")
@@ -204,7 +253,8 @@ def test_slices_mode_with_a_monai_network(tmp_path, fakes, evaluate_cfg, cohort)
     out = tmp_path / "report"
     result = evaluate(
         evaluate_cfg("data.name=held", f"checkpoint={ckpt}", "evaluate.bootstrap.resamples=50"),
-        out, log=lambda _: None,
+        out,
+        log=lambda _: None,
     )
     assert result.metrics["model"]["slice_mode"] == "slices"
     assert len(list((out / "explain").glob("*.png"))) >= 1
@@ -212,7 +262,9 @@ def test_slices_mode_with_a_monai_network(tmp_path, fakes, evaluate_cfg, cohort)
 
 def test_leakage_is_refused_then_allowed_loudly(tmp_path, fakes, evaluate_cfg, cohort):
     ckpt = fakes.write_checkpoint(
-        tmp_path / "best.pt", fakes.conv_net(), train_subjects=["sub-003", "x"],
+        tmp_path / "best.pt",
+        fakes.conv_net(),
+        train_subjects=["sub-003", "x"],
         val_subjects=["sub-007"],
     )
     args = ("data.name=held", f"checkpoint={ckpt}", "evaluate.explain.enabled=false")
@@ -247,6 +299,7 @@ def test_absent_class_is_undefined_end_to_end(tmp_path, fakes, evaluate_cfg):
 def test_a_cohort_without_labels_points_to_predict(tmp_path, fakes, evaluate_cfg):
     fakes.write_cache(tmp_path / "cache" / "unl", ["a", "b"], ["", ""])
     ckpt = fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net())
-    with pytest.raises(EvaluationError, match="pipeline.predict"):
-        evaluate(evaluate_cfg("data.name=unl", f"checkpoint={ckpt}"), tmp_path / "r",
-                 log=lambda _: None)
+    with pytest.raises(EvaluationError, match=r"pipeline\.predict"):
+        evaluate(
+            evaluate_cfg("data.name=unl", f"checkpoint={ckpt}"), tmp_path / "r", log=lambda _: None
+        )
