@@ -26,6 +26,7 @@ import multiprocessing
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,15 +178,28 @@ def run_tasks(
                 yield process_subject(task, *args)
                 bar.update()
             return
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=min(workers, len(tasks)),
             mp_context=multiprocessing.get_context(),
             initializer=init_worker,
-        ) as pool:
+        )
+        done = 0
+        try:
             futures = [pool.submit(process_subject, task, *args) for task in tasks]
             for future in as_completed(futures):
                 yield future.result()
+                done += 1
                 bar.update()
+        except BrokenProcessPool as exc:
+            # A worker was killed (out of memory, or a crash inside a decoder): the subjects
+            # already finished are saved, so a rerun picks up where this one stopped.
+            raise PreprocessError(
+                f"A worker process died with {len(tasks) - done} subject(s) unfinished "
+                "(out of memory, or a crash while decoding a file). Finished subjects are kept; "
+                "rerun to resume, with fewer preprocess.workers if memory is short."
+            ) from exc
+        finally:  # on Ctrl-C or an error, do not wait for the queued subjects
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def preprocess_cohort(cfg: DictConfig) -> Path:

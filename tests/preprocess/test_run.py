@@ -294,3 +294,52 @@ def test_cli_end_to_end_without_phi(cohort, tmp_path, repo_root):
     )
     assert bad.returncode == 2
     assert "missing.csv does not exist" in bad.stdout + bad.stderr
+
+
+def test_nifti_subjects_sit_beside_dicom_ones(tmp_path):
+    import nibabel as nib
+
+    root = tmp_path / "mixed"
+    write_series(root / "dcm" / "t1", phantom_volume(12, 40, 36, 1), seed=1)
+    # (x, y, z) = (column, row, slice), 2 x 2 x 4 mm, RAS: slices go towards the head
+    volume = np.transpose(phantom_volume(12, 40, 36, 2), (2, 1, 0)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 4.0, 1.0])), root / "nii.nii.gz")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("subject_id,label\ndcm,CN\nnii,AD\n")
+    out = preprocess_cohort(cohort_cfg(Cohort(root, labels, {}), tmp_path / "cache"))
+    manifest = cache.load_cohort(out).manifest
+    assert manifest[["subject_id", "source_format", "label"]].values.tolist() == [
+        ["dcm", "dicom", "CN"],
+        ["nii", "nifti", "AD"],
+    ]
+    assert manifest["slice_indices"].tolist() == ["5;6;7", "5;6;7"]
+    assert manifest["slice_spacing_mm"].tolist() == [4.0, 4.0]
+
+
+@pytest.mark.slow
+def test_cli_multirun_shards_then_merge(cohort, tmp_path, repo_root, reference):
+    """The documented cluster recipe, with Hydra's basic launcher standing in for SLURM."""
+    common = [
+        f"data.root={cohort.root}",
+        f"data.labels={cohort.labels}",
+        "data.name=test",
+        f"paths.cache={tmp_path / 'cache'}",
+        "slices.expected=12",
+        "normalize.size=32",
+        "preprocess.qc_samples=4",
+    ]
+    for extra in (
+        ["-m", "preprocess.shard=0/2,1/2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        ["preprocess.merge=true", f"hydra.run.dir={tmp_path / 'merge'}"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.preprocess", *extra, *common],
+            cwd=repo_root,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    merged = cache.load_cohort(tmp_path / "cache" / "test")
+    np.testing.assert_array_equal(merged.images, cache.load_cohort(reference).images)
+    assert len(list((tmp_path / "sweep").iterdir())) >= 2  # one folder per shard job
