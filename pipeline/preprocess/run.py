@@ -266,6 +266,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     rejected = rejected_frame(plan.rejections + assembly.rejections)
     image_shape = (int(recipe["slices"]["count"]), *(2 * [int(recipe["normalize"]["size"])]))
     counts = _counts(plan, results, assembly.manifest, rejected, len(records))
+    write_cohort(out, assembly, rejected, image_shape, options.qc_samples)
     timings["assemble_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
     provenance = {
@@ -280,7 +281,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
         "timings": {k: round(v, 3) for k, v in timings.items()} | _worker_stats(records.values()),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_cohort(out, assembly, rejected, image_shape, provenance, options.qc_samples)
+    write_json(out / cache.PROVENANCE, provenance)  # last: it marks the cache complete
     store.remove_others(paths.values())
     _log_summary(name, out, counts, rejected)
     return out

@@ -22,7 +22,7 @@ from pipeline.labels import lookup, row_index
 from pipeline.preprocess.qc import write_qc_montage
 from pipeline.preprocess.results import ResultStore
 from pipeline.preprocess.stack import REJECTION_LEVELS, Rejection
-from pipeline.utils.atomic import atomic_path, write_csv, write_json
+from pipeline.utils.atomic import atomic_path, write_csv
 
 #: Manifest columns after :data:`pipeline.cache.MANIFEST_COLUMNS`.
 EXTRA_MANIFEST_COLUMNS = ("pixel_spacing_mm", "rows", "cols")
@@ -143,10 +143,13 @@ def write_cohort(
     assembly: Assembly,
     rejected: pd.DataFrame,
     image_shape: tuple[int, int, int],
-    provenance: dict[str, Any],
     qc_samples: int,
 ) -> None:
-    """Write the cache files in crash-safe order: provenance is removed first, written last."""
+    """Write the cache's data files, after removing ``provenance.json``.
+
+    The caller writes the provenance file last (it marks the cache complete); until then
+    :func:`pipeline.cache.load_cohort` refuses the folder.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / cache.PROVENANCE).unlink(missing_ok=True)
     write_images(directory / cache.IMAGES, assembly, image_shape)
@@ -156,4 +159,3 @@ def write_cohort(
     qc = write_qc_montage(directory / cache.QC_MONTAGE, images, assembly.manifest, qc_samples)
     if qc is None:
         (directory / cache.QC_MONTAGE).unlink(missing_ok=True)
-    write_json(directory / cache.PROVENANCE, provenance)
