@@ -1,8 +1,11 @@
 """Preprocess throughput and memory against two baselines, measured in one run.
 
-    .venv/bin/python benchmarks/bench_preprocess.py                      # generated cohort
+    .venv/bin/python benchmarks/bench_preprocess.py          # a fresh demo-like cohort
     .venv/bin/python benchmarks/bench_preprocess.py --cohort data/demo/dev/dicom \\
-        --labels data/demo/dev/labels.csv                                # the demo cohort
+        --labels data/demo/dev/labels.csv                    # the demo cohort already on disk
+
+Without ``--cohort`` it generates ``--subjects`` subjects with the demo generator
+(``pipeline.synthetic.generate_cohort``, site A); ``--simple`` writes plain phantoms instead.
 
 Compares, on the same subjects and the same (page-cached) files:
 
@@ -38,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 
 # --------------------------------------------------------------------------------------------
-# A demo-like cohort when none is given: 44 axial slices of 256 x 256, a localizer, a junk file.
+# Plain phantoms (--simple): 44 axial slices of 256 x 256, a localizer, a junk file.
 
 
 def _head(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,7 +55,7 @@ def _head(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(volume, 0, 4095).astype(np.uint16)
 
 
-def write_cohort(root: Path, n_subjects: int, seed: int = 0) -> Path:
+def write_phantom_cohort(root: Path, n_subjects: int, seed: int = 0) -> Path:
     """Write ``n_subjects`` DICOM subjects under ``root/dicom`` and ``root/labels.csv``."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.filewriter import dcmwrite
@@ -221,6 +224,9 @@ def main() -> None:
     )
     parser.add_argument("--cohort", type=Path, help="DICOM root (default: generate one)")
     parser.add_argument("--labels", type=Path, help="labels table of --cohort")
+    parser.add_argument(
+        "--simple", action="store_true", help="plain phantoms, not the demo generator"
+    )
     parser.add_argument("--subjects", type=int, default=48, help="subjects in the large run")
     parser.add_argument("--small", type=int, default=12, help="subjects in the small run (memory)")
     parser.add_argument(
@@ -239,9 +245,15 @@ def main() -> None:
             root, labels = args.cohort.resolve(), args.labels.resolve()
         else:
             t = time.perf_counter()
-            write_cohort(scratch / "cohort", args.subjects)
+            if args.simple:
+                write_phantom_cohort(scratch / "cohort", args.subjects)
+            else:
+                from pipeline.synthetic import generate_cohort
+
+                generate_cohort(scratch / "cohort", n_subjects=args.subjects, seed=0, workers=2)
             root, labels = scratch / "cohort" / "dicom", scratch / "cohort" / "labels.csv"
-            print(f"generated {args.subjects} subjects in {time.perf_counter() - t:.1f} s")
+            kind = "phantom" if args.simple else "demo-generator"
+            print(f"generated {args.subjects} {kind} subjects in {time.perf_counter() - t:.1f} s")
         from pipeline.labels import read_labels
 
         ids = [

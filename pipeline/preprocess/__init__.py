@@ -1,1 +1,13 @@
-"""Preprocess stage: DICOM/NIfTI cohort -> cached, normalized mid-brain slices."""
+"""Preprocess stage: DICOM/NIfTI cohort -> cached, normalized mid-brain slices.
+
+``python -m pipeline.preprocess`` (:mod:`.__main__`) and :func:`pipeline.preprocess.run.
+preprocess_cohort` (used by evaluate/predict too). The modules, in the order data meets them:
+
+- reading (files -> sorted :class:`~.stack.SliceStack`): :mod:`.ingest` and its helpers
+  (:mod:`.discover`, :mod:`.dicom_headers`, :mod:`.sessions`, :mod:`.series_select`,
+  :mod:`.geometry`, :mod:`.pixels`, :mod:`.nifti`);
+- :mod:`.slices`: which slices to keep; :mod:`.transforms`: the MONAI normalization chain;
+- :mod:`.subject`: one subject end to end, in a worker; :mod:`.results`: its saved result;
+- :mod:`.run`: the cohort (labels, workers, shards, incremental reruns); :mod:`.writer` and
+  :mod:`.qc`: the cache files and the QC montage.
+"""
