@@ -8,14 +8,9 @@ it). It is incremental at two levels:
 - per cohort: when nothing at all changed (same subjects, results, labels table and options),
   the existing complete cache is returned untouched.
 
-Scale-out: ``preprocess.shard=i/n`` processes every n-th subject (sorted by id, starting at the
-i-th) and stops; ``preprocess.merge=true`` then assembles the cache from the shards' results,
-refusing if any subject is missing. The shards are independent jobs on a shared filesystem,
-for instance through Hydra's submitit launcher (``pip install hydra-submitit-launcher``)::
-
-    python -m pipeline.preprocess -m hydra/launcher=submitit_slurm \\
-        preprocess.shard=0/4,1/4,2/4,3/4 data.root=... data.labels=... data.name=...
-    python -m pipeline.preprocess preprocess.merge=true data.root=... data.labels=... data.name=...
+Scale-out: ``preprocess.shard=i/n`` runs one shard of the subjects and stops;
+``preprocess.merge=true`` assembles the cache from every shard's results, refusing if any
+subject is missing (see :mod:`pipeline.preprocess.shards`).
 """
 
 from __future__ import annotations
@@ -39,8 +34,10 @@ from tqdm.auto import tqdm
 from pipeline import cache
 from pipeline.config import config_hash, preprocessing_config, to_container
 from pipeline.labels import read_labels, sessions_by_subject
+from pipeline.preprocess.discover import relative_path
 from pipeline.preprocess.ingest import discover_subjects, list_files, source_fingerprint
 from pipeline.preprocess.results import RESULT_FORMAT, ResultStore, SubjectTask
+from pipeline.preprocess.shards import parse_shard, select_shard, write_shard_record
 from pipeline.preprocess.stack import Rejection
 from pipeline.preprocess.subject import init_worker, process_subject
 from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
@@ -50,7 +47,6 @@ from pipeline.utils.atomic import write_json
 log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("CN", "MCI", "AD")
-SHARDS_DIR = "shards"
 
 
 class PreprocessError(RuntimeError):
@@ -71,7 +67,10 @@ class PreprocessOptions:
     @classmethod
     def from_cfg(cls, section: Mapping[str, Any] | None) -> PreprocessOptions:
         section = dict(section or {})
-        shard = parse_shard(section.get("shard"))
+        try:
+            shard = parse_shard(section.get("shard"))
+        except ValueError as exc:
+            raise PreprocessError(str(exc)) from None
         options = cls(
             workers=int(section.get("workers", cls.workers)),
             shard=shard,
@@ -83,21 +82,6 @@ class PreprocessOptions:
         if options.merge and options.shard is not None:
             raise PreprocessError("preprocess.merge=true joins all shards; do not set a shard")
         return options
-
-
-def parse_shard(value: Any) -> tuple[int, int] | None:
-    """``"i/n"`` -> ``(i, n)`` with ``0 <= i < n``; ``None``/``""`` -> ``None``."""
-    if value is None or str(value).strip() in ("", "null", "None"):
-        return None
-    try:
-        i, n = (int(part) for part in str(value).split("/"))
-    except ValueError:
-        raise PreprocessError(
-            f"preprocess.shard={value!r}: expected 'i/n', e.g. 0/4 for the first of four"
-        ) from None
-    if not 0 <= i < n:
-        raise PreprocessError(f"preprocess.shard={value!r}: need 0 <= i < n")
-    return i, n
 
 
 @dataclass
@@ -135,7 +119,7 @@ def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
                 Rejection(
                     sid,
                     "",
-                    _relative(folders[sid], root),
+                    relative_path(folders[sid], root),
                     "subject",
                     "images found but the subject has no row in the labels table (data.labels)",
                 )
@@ -151,13 +135,6 @@ def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
     ]
     n_seen = len(set(folders) | (set(wanted) if labels is None else set(labels["subject_id"])))
     return CohortPlan(tasks=tasks, rejections=rejections, n_subjects_seen=n_seen)
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def run_tasks(
@@ -233,7 +210,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
         log.info("Cohort %r is up to date at %s (nothing changed).", name, out)
         return out
 
-    mine = _shard(plan.tasks, options.shard)
+    mine = select_shard(plan.tasks, options.shard)
     todo = [t for t in mine if options.force or not paths[t.subject_id].exists()]
     if options.merge and todo:
         missing = ", ".join(t.subject_id for t in todo[:20]) + (" ..." if len(todo) > 20 else "")
@@ -250,7 +227,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     timings["process_s"] = time.perf_counter() - tick
     log.info("Processed %d subject(s), reused %d.", len(records), len(mine) - len(records))
     if options.shard is not None:
-        _write_shard_record(out, options.shard, records, timings)
+        write_shard_record(out, options.shard, records, timings)
         log.info(
             "Shard %d/%d done; run preprocess.merge=true once every shard has finished.",
             *options.shard,
@@ -285,14 +262,6 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     store.remove_others(paths.values())
     _log_summary(name, out, counts, rejected)
     return out
-
-
-def _shard(tasks: Sequence[SubjectTask], shard: tuple[int, int] | None) -> list[SubjectTask]:
-    """Every n-th task from the i-th: deterministic, balanced, the union of all shards is all."""
-    if shard is None:
-        return list(tasks)
-    i, n = shard
-    return list(tasks[i::n])
 
 
 def _inputs_hash(
@@ -366,24 +335,6 @@ def _resolved(cfg: DictConfig) -> Any:
         return OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # an unresolvable key (e.g. a Hydra runtime value outside Hydra)
         return OmegaConf.to_container(cfg, resolve=False)
-
-
-def _write_shard_record(
-    directory: Path,
-    shard: tuple[int, int],
-    records: Mapping[str, Any],
-    timings: Mapping[str, float],
-) -> None:
-    i, n = shard
-    write_json(
-        directory / SHARDS_DIR / f"shard-{i}-of-{n}.json",
-        {
-            "shard": f"{i}/{n}",
-            "processed": sorted(records),
-            "timings": dict(timings),
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
 
 
 def _log_summary(name: str, out: Path, counts: Mapping[str, Any], rejected: pd.DataFrame) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.preprocess.discover import relative_path
 from pipeline.preprocess.ingest import ScanResult, scan_subject
 from pipeline.preprocess.results import ResultStore, SubjectTask
 from pipeline.preprocess.slices import choose_slices
@@ -109,6 +110,7 @@ def process_subject(
     images: list[np.ndarray] = []
     records: list[dict[str, Any]] = []
     n_files = n_non_dicom = 0
+    where = relative_path(Path(task.path), Path(root))
     try:
         scan = _scan(task, Path(root), recipe)
         rejections.extend(scan.rejections)
@@ -121,7 +123,7 @@ def process_subject(
                     Rejection(
                         stack.subject_id,
                         stack.session_id,
-                        _relative(task.path, root),
+                        where,
                         "session",
                         f"slices could not be extracted: {exc}",
                     )
@@ -134,7 +136,7 @@ def process_subject(
                 Rejection(
                     task.subject_id,
                     "",
-                    _relative(task.path, root),
+                    where,
                     "subject",
                     "no session gave usable slices (see the session rows of this subject)",
                 )
@@ -145,7 +147,7 @@ def process_subject(
             Rejection(
                 task.subject_id,
                 "",
-                _relative(task.path, root),
+                where,
                 "subject",
                 f"could not be read: {type(exc).__name__}: {exc}",
             )
@@ -166,10 +168,3 @@ def process_subject(
     store = ResultStore(cohort_dir)
     store.save(store.path(task, recipe_hash), stacked, record)
     return record
-
-
-def _relative(path: str, root: str) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)
