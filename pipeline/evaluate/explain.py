@@ -142,7 +142,7 @@ def occlusion_map(
     image: torch.Tensor,
     slice_mode: str,
     class_idx: int,
-    mask_size: int = 16,
+    mask_size: int = 32,
     overlap: float = 0.5,
     n_batch: int = 32,
     mode: str | float = "gaussian",
@@ -216,7 +216,7 @@ def explain_cases(
                 cams = gradcam_extractors(models, target_layer)
             gradcam = gradcam_map(cams, image, slice_mode, class_idx)
         if settings.get("occlusion", True):
-            size = min(int(settings.get("occlusion_mask", 16)), *image.shape[1:])
+            size = min(int(settings.get("occlusion_mask", 32)), *image.shape[1:])
             occlusion = occlusion_map(
                 models,
                 image,

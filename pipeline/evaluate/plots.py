@@ -128,10 +128,13 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
         for s in range(n_slices):
             ax = axes[r, s]
             ax.imshow(e.image[s], cmap="gray")
+            # Opacity follows the map's strength, so unimportant regions show the plain slice.
             if title == "Grad-CAM":
-                ax.imshow(overlay[s], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+                alpha = 0.65 * np.clip(overlay[s], 0, 1)
+                ax.imshow(overlay[s], cmap="jet", alpha=alpha, vmin=0, vmax=1)
             elif title == "Occlusion":
-                ax.imshow(overlay[s], cmap="RdBu_r", alpha=0.5, vmin=-limit, vmax=limit)
+                alpha = 0.75 * np.clip(np.abs(overlay[s]) / limit, 0, 1)
+                ax.imshow(overlay[s], cmap="RdBu_r", alpha=alpha, vmin=-limit, vmax=limit)
             ax.set_xticks([])
             ax.set_yticks([])
             if s == 0:

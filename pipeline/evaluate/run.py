@@ -121,6 +121,78 @@ def write_explanations(out_dir: Path, explanations: list[Explanation]) -> list[R
     return figures
 
 
+def score(
+    y: np.ndarray,
+    probs: np.ndarray,
+    fold_probs: list[np.ndarray],
+    scored: pd.DataFrame,
+    classes: list[str],
+    settings: DictConfig,
+) -> dict[str, Any]:
+    """Point metrics, subject-bootstrap intervals, and each fold's own metrics (k-fold only)."""
+    ece_bins = int(settings.ece_bins)
+    boot = settings.bootstrap
+    metrics = compute_metrics(y, probs, classes, ece_bins)
+    metrics["ci"] = bootstrap_intervals(
+        y,
+        probs,
+        scored["subject_id"].tolist(),
+        classes,
+        resamples=int(boot.resamples),
+        seed=int(boot.seed),
+        level=float(boot.level),
+        ece_bins=ece_bins,
+    )
+    metrics["folds"] = []
+    if len(fold_probs) > 1:
+        for i, fp in enumerate(fold_probs):
+            fold_metrics = compute_metrics(y, fp, classes, ece_bins)
+            metrics["folds"].append({"fold": i, **{k: fold_metrics[k] for k in FOLD_KEYS}})
+    return metrics
+
+
+def write_figures(
+    out: Path,
+    metrics: dict[str, Any],
+    y: np.ndarray,
+    probs: np.ndarray,
+    reliability: pd.DataFrame,
+) -> list[ReportFigure]:
+    """The report's standard pictures: confusion matrices, ROC curves, reliability diagram."""
+    classes = metrics["classes"]
+    return [
+        ReportFigure(
+            "Confusion matrix (counts)",
+            plots.plot_confusion_matrix(
+                metrics["confusion_matrix"], classes, out / "confusion_matrix.png"
+            ),
+            "Rows: true class; columns: predicted class.",
+        ),
+        ReportFigure(
+            "Confusion matrix (row-normalized)",
+            plots.plot_confusion_matrix(
+                metrics["confusion_matrix_normalized"],
+                classes,
+                out / "confusion_matrix_normalized.png",
+                normalized=True,
+            ),
+            "Each row sums to 1: the diagonal is each class's sensitivity.",
+        ),
+        ReportFigure(
+            "ROC curves",
+            plots.plot_roc_curves(y, probs, classes, out / "roc_curves.png"),
+            "One class against the rest, from the ensemble's probabilities.",
+        ),
+        ReportFigure(
+            "Reliability diagram",
+            plots.plot_reliability_diagram(
+                reliability, metrics["ece"], out / "reliability_diagram.png"
+            ),
+            "Bars below the diagonal: over-confident; above: under-confident.",
+        ),
+    ]
+
+
 def evaluate(
     cfg: DictConfig, out_dir: str | Path, log: Callable[[str], None] = logger.info
 ) -> EvaluationResult:
@@ -160,36 +232,14 @@ def evaluate(
     scored_probs = probs[mask]
     ece_bins = int(settings.ece_bins)
 
-    point = compute_metrics(y, scored_probs, classes, ece_bins)
-    boot = settings.bootstrap
-    ci = bootstrap_intervals(
-        y,
-        scored_probs,
-        scored["subject_id"].tolist(),
-        classes,
-        resamples=int(boot.resamples),
-        seed=int(boot.seed),
-        level=float(boot.level),
-        ece_bins=ece_bins,
-    )
-    folds = []
-    if len(fold_probs) > 1:
-        for i, fp in enumerate(fold_probs):
-            fold_metrics = compute_metrics(y, fp[mask], classes, ece_bins)
-            folds.append(
-                {
-                    "fold": i,
-                    "best_epoch": ckpt["folds"][i].get("best_epoch"),
-                    **{k: fold_metrics[k] for k in FOLD_KEYS},
-                }
-            )
+    scores = score(y, scored_probs, [fp[mask] for fp in fold_probs], scored, classes, settings)
+    for fold, best in zip(scores["folds"], ckpt["folds"], strict=False):
+        fold["best_epoch"] = best.get("best_epoch")
     rejected = cohort.rejected
     metrics: dict[str, Any] = {
         "classes": classes,
         "n_subjects": int(scored["subject_id"].nunique()),
-        **{k: v for k, v in point.items() if k != "classes"},
-        "ci": ci,
-        "folds": folds,
+        **{k: v for k, v in scores.items() if k != "classes"},
         "by_site": per_site_metrics(
             scored.reset_index(drop=True), y, scored_probs, classes, ece_bins
         ),
@@ -215,37 +265,7 @@ def evaluate(
     reliability = reliability_table(scored_probs, y, ece_bins)
     write_metrics_json(out / METRICS_JSON, metrics)
     write_tables(out, metrics, table, reliability, excluded)
-    figures = [
-        ReportFigure(
-            "Confusion matrix (counts)",
-            plots.plot_confusion_matrix(
-                point["confusion_matrix"], classes, out / "confusion_matrix.png"
-            ),
-            "Rows: true class; columns: predicted class.",
-        ),
-        ReportFigure(
-            "Confusion matrix (row-normalized)",
-            plots.plot_confusion_matrix(
-                point["confusion_matrix_normalized"],
-                classes,
-                out / "confusion_matrix_normalized.png",
-                normalized=True,
-            ),
-            "Each row sums to 1: the diagonal is each class's sensitivity.",
-        ),
-        ReportFigure(
-            "ROC curves",
-            plots.plot_roc_curves(y, scored_probs, classes, out / "roc_curves.png"),
-            "One class against the rest, from the ensemble's probabilities.",
-        ),
-        ReportFigure(
-            "Reliability diagram",
-            plots.plot_reliability_diagram(
-                reliability, point["ece"], out / "reliability_diagram.png"
-            ),
-            "Bars below the diagonal: over-confident; above: under-confident.",
-        ),
-    ]
+    figures = write_figures(out, metrics, y, scored_probs, reliability)
 
     explain = settings.explain
     explanation_figures: list[ReportFigure] = []
