@@ -39,7 +39,7 @@ from pipeline.preprocess.ingest import discover_subjects, list_files, source_fin
 from pipeline.preprocess.results import RESULT_FORMAT, ResultStore, SubjectTask
 from pipeline.preprocess.shards import parse_shard, select_shard, write_shard_record
 from pipeline.preprocess.stack import Rejection
-from pipeline.preprocess.subject import init_worker, process_subject
+from pipeline.preprocess.subject import init_worker, process_subject, single_threaded
 from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
 from pipeline.provenance import package_versions
 from pipeline.utils.atomic import write_json
@@ -151,9 +151,10 @@ def run_tasks(
     bar = tqdm(total=len(tasks), desc="preprocess", unit="subject", disable=not progress or None)
     with bar:
         if workers <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                yield process_subject(task, *args)
-                bar.update()
+            with single_threaded():
+                for task in tasks:
+                    yield process_subject(task, *args)
+                    bar.update()
             return
         pool = ProcessPoolExecutor(
             max_workers=min(workers, len(tasks)),

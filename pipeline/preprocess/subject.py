@@ -8,14 +8,16 @@ subject and the reason: one bad subject never stops a cohort.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from pipeline.preprocess.discover import relative_path
 from pipeline.preprocess.ingest import ScanResult, scan_subject
@@ -74,10 +76,23 @@ def normalize_stack(
 
 
 def init_worker() -> None:
-    """Worker-process initializer: one intra-op thread each, the processes give the parallelism."""
-    import torch
+    """Worker-process initializer: one intra-op thread each, the processes give the parallelism.
 
+    The tensors are small (three slices): several threads per process only contend for the
+    cores, which costs far more than it gains when other processes are busy.
+    """
     torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """:func:`init_worker`'s setting for in-process runs, restored afterwards for the caller."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _scan(task: SubjectTask, root: Path, recipe: Mapping[str, Any]) -> ScanResult:
