@@ -81,7 +81,7 @@ def recipe(size: int = SIZE, expected: int | None = 44) -> dict[str, Any]:
 
 
 def write_nifti_cohort(
-    base: Path, n_per_class: Sequence[int] = (2, 2, 2), n_slices: int = 12
+    base: Path, n_per_class: Sequence[int] = (2, 2, 2), n_slices: int = 12, first: int = 0
 ) -> tuple[Path, Path]:
     """Raw NIfTI heads ``<base>/nifti/<subject>/t1.nii.gz`` and ``<base>/labels.csv``.
 
@@ -90,13 +90,13 @@ def write_nifti_cohort(
     import nibabel as nib
 
     root = base / "nifti"
-    subjects, labels = cohort_ids(n_per_class)
+    subjects, labels = cohort_ids(n_per_class, first)
     rows = ["subject_id,label,site"]
     x, y, z = np.meshgrid(
         np.linspace(-1, 1, 40), np.linspace(-1, 1, 36), np.linspace(-1, 1, n_slices), indexing="ij"
     )
     for i, (subject, label) in enumerate(zip(subjects, labels, strict=True)):
-        rng = np.random.default_rng(i)
+        rng = np.random.default_rng(first + i)
         head = (x / 0.85) ** 2 + (y / 0.8) ** 2 + (z / 0.95) ** 2 <= 1
         width = 0.12 + 0.08 * CLASSES.index(label)
         ventricle = (x / width) ** 2 + (y / 0.35) ** 2 + (z / 0.5) ** 2 <= 1
@@ -195,10 +195,12 @@ def write_checkpoint(
     return save_checkpoint(path, ckpt)
 
 
-def cohort_ids(n_per_class: Sequence[int] = (4, 3, 3)) -> tuple[list[str], list[str]]:
-    """Subject ids ``sub-000``... and labels in class blocks."""
+def cohort_ids(
+    n_per_class: Sequence[int] = (4, 3, 3), first: int = 0
+) -> tuple[list[str], list[str]]:
+    """Subject ids ``sub-000``... (from ``first``) and labels in class blocks."""
     labels = [name for name, n in zip(CLASSES, n_per_class, strict=True) for _ in range(n)]
-    return [f"sub-{i:03d}" for i in range(len(labels))], labels
+    return [f"sub-{first + i:03d}" for i in range(len(labels))], labels
 
 
 @pytest.fixture
@@ -214,6 +216,7 @@ def fakes() -> SimpleNamespace:
         write_checkpoint=write_checkpoint,
         cohort_ids=cohort_ids,
         write_nifti_cohort=write_nifti_cohort,
+        compose=compose_in,
     )
 
 
@@ -245,3 +248,9 @@ def evaluate_cfg(tmp_path: Path) -> Callable[..., Any]:
 def predict_cfg(tmp_path: Path) -> Callable[..., Any]:
     """conf/predict.yaml pointing at ``tmp_path``, plus overrides."""
     return lambda *overrides: compose_in(tmp_path, "predict", *overrides)
+
+
+@pytest.fixture(autouse=True)
+def quick_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip the ``pip freeze`` subprocess (about a second per run) in in-process runs."""
+    monkeypatch.setattr("pipeline.provenance.pip_freeze", lambda: "fake==1.0\n")

@@ -1,53 +1,66 @@
-"""Evaluate and predict through the real preprocess stage on a small raw NIfTI cohort."""
+"""preprocess -> train -> evaluate/predict with the real stages and the real checkpoint contract."""
 
 from __future__ import annotations
 
 import pytest
 
 from pipeline.cache import read_table
-from pipeline.config import preprocessing_hash
+from pipeline.evaluate.errors import LeakageError
 from pipeline.evaluate.run import evaluate
 from pipeline.predict import predict
 
+SMALL = ("slices.expected=12", "normalize.size=32")
+QUIET = ("preprocess.workers=1", "preprocess.progress=false")
+
 
 @pytest.mark.slow
-def test_raw_cohort_is_preprocessed_with_the_checkpoint_recipe_then_reused(
+def test_a_trained_checkpoint_on_a_raw_held_out_cohort(
     tmp_path, fakes, evaluate_cfg, predict_cfg
 ) -> None:
-    root, labels = fakes.write_nifti_cohort(tmp_path)
-    pp = fakes.recipe(size=32, expected=12)
-    ckpt = fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net(), pp=pp)
-    args = (
-        f"checkpoint={ckpt}",
-        f"data.root={root}",
-        f"data.labels={labels}",
-        "data.name=raw",
-        "preprocess.workers=1",
-        "evaluate.explain.per_class=0",
-    )
+    from pipeline.preprocess.run import preprocess_cohort
+    from pipeline.train.run import train
 
+    dev_root, dev_labels = fakes.write_nifti_cohort(tmp_path / "dev", (4, 4, 4))
+    held_root, held_labels = fakes.write_nifti_cohort(tmp_path / "held", (2, 2, 2), first=100)
+    dev = (f"data.root={dev_root}", f"data.labels={dev_labels}", "data.name=dev")
+    preprocess_cohort(fakes.compose(tmp_path, "preprocess", *dev, *QUIET, *SMALL))
+    run_dir = tmp_path / "runs" / "train"
+    train(
+        fakes.compose(
+            tmp_path, "train", "data.name=dev", *SMALL, "model.channels=[8,16]",
+            "trainer.max_epochs=2", "trainer.min_epochs=1", "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false", "train.batch_size=8",
+        ),
+        run_dir,
+    )  # fmt: skip
+
+    # The held-out cohort has no cache yet: it is preprocessed with the checkpoint's recipe.
+    held = (f"data.root={held_root}", f"data.labels={held_labels}", "data.name=held", *QUIET)
     messages: list[str] = []
-    first = evaluate(evaluate_cfg(*args), tmp_path / "r1", log=messages.append)
-    assert any("Preprocessing" in m for m in messages)
+    first = evaluate(evaluate_cfg(f"checkpoint={run_dir}", *held), tmp_path / "r1", messages.append)
+    assert any(m.startswith("Preprocessing") for m in messages)
     assert first.metrics["n_subjects"] == 6 and first.metrics["cohort"]["n_rejected"] == 0
-    assert first.metrics["preprocessing_hash"] == preprocessing_hash(pp)
-    cache = tmp_path / "cache" / "raw"
-    assert read_table(cache / "manifest.csv")["subject_id"].tolist() == [
-        f"sub-{i:03d}" for i in range(6)
-    ]
+    assert first.metrics["model"]["target"] == "pipeline.models.SimpleCNN"
+    assert len(list((tmp_path / "r1" / "explain").glob("*.png"))) >= 1
+    manifest = read_table(tmp_path / "cache" / "held" / "manifest.csv")
+    assert manifest["subject_id"].tolist() == [f"sub-{i:03d}" for i in range(100, 106)]
 
+    # The second time the cache is reused, with the same numbers.
     messages.clear()
-    second = evaluate(evaluate_cfg(*args), tmp_path / "r2", log=messages.append)
-    assert any("Using the preprocessed cohort" in m for m in messages)
-    assert second.metrics["accuracy"] == first.metrics["accuracy"]
+    second = evaluate(
+        evaluate_cfg(f"checkpoint={run_dir}", *held), tmp_path / "r2", messages.append
+    )
+    assert any(m.startswith("Using the preprocessed cohort") for m in messages)
+    assert second.metrics["ci"] == first.metrics["ci"]
 
+    # predict: the same images without labels give the same predictions.
     unlabelled = predict_cfg(
-        f"checkpoint={ckpt}",
-        f"data.root={root}",
-        "data.labels=null",
-        "data.name=raw_unlabelled",
-        "preprocess.workers=1",
+        f"checkpoint={run_dir}", f"data.root={held_root}", "data.name=held_new", *QUIET
     )
     table = predict(unlabelled, tmp_path / "p", log=lambda _: None)
-    assert len(table) == 6 and (table["label"] == "").all()
+    assert (table["label"] == "").all() and not table["seen_in_training"].any()
     assert table["predicted"].tolist() == first.predictions["predicted"].tolist()
+
+    # The development cohort is refused: the model trained on it.
+    with pytest.raises(LeakageError, match="sub-000"):
+        evaluate(evaluate_cfg(f"checkpoint={run_dir}", *dev), tmp_path / "leak", lambda _: None)
