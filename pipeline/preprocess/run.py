@@ -207,8 +207,17 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     timings: dict[str, float] = {"plan_s": time.perf_counter() - started}
 
     inputs_hash = _inputs_hash(recipe_hash, plan, labels, classes, options, paths)
-    if not (options.force or options.shard or options.merge) and _is_current(out, inputs_hash):
-        log.info("Cohort %r is up to date at %s (nothing changed).", name, out)
+    current = _current_provenance(out, inputs_hash)
+    if current is not None and not (options.force or options.shard or options.merge):
+        counts = current.get("counts", {})
+        log.info(
+            "Cohort %r is up to date (nothing changed): %s subject(s) accepted, %s rejected. "
+            "Cache: %s (preprocess.force=true redoes it)",
+            name,
+            counts.get("subjects_accepted", "?"),
+            counts.get("subjects_rejected", "?"),
+            out,
+        )
         return out
 
     mine = select_shard(plan.tasks, options.shard)
@@ -287,14 +296,15 @@ def _inputs_hash(
     )
 
 
-def _is_current(directory: Path, inputs_hash: str) -> bool:
+def _current_provenance(directory: Path, inputs_hash: str) -> dict[str, Any] | None:
+    """The provenance of a complete cache built from exactly these inputs, else ``None``."""
     if not cache.is_complete(directory):
-        return False
+        return None
     try:
         provenance = json.loads((directory / cache.PROVENANCE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return provenance.get("inputs_hash") == inputs_hash
+        return None
+    return provenance if provenance.get("inputs_hash") == inputs_hash else None
 
 
 def _counts(
