@@ -35,12 +35,13 @@ def nifti_stem(path: Path) -> str:
     return name
 
 
-def relative_path(path: Path, root: Path) -> str:
+def relative_path(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> str:
     """``path`` relative to ``root`` with forward slashes (the path itself if outside root)."""
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).as_posix()
+    # String work, not Path.relative_to: this runs for every file of a cohort.
+    text, prefix = os.fspath(path), os.fspath(root).rstrip(os.sep) + os.sep
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return text.replace(os.sep, "/")
 
 
 def discover_subjects(root: Path) -> tuple[list[tuple[str, Path]], list[Rejection]]:
@@ -110,7 +111,7 @@ def list_files(subject_path: Path) -> list[Path]:
 def source_fingerprint(paths: Iterable[Path], root: Path, length: int = 16) -> str:
     """Hash of the files' relative paths, sizes and modification times: changes when input does."""
     digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        stat = path.stat()
+    for path in sorted(os.fspath(p) for p in paths):
+        stat = os.stat(path)
         digest.update(f"{relative_path(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:length]

@@ -38,7 +38,6 @@ from pipeline.preprocess.dicom_headers import (
     DicomFileError,
     FrameHeader,
     NotDicomImageError,
-    looks_like_dicom,
     read_frame_headers,
 )
 from pipeline.preprocess.discover import (
@@ -96,9 +95,6 @@ def _take_inventory(files: list[Path]) -> _Inventory:
     for path in files:
         if is_nifti(path):
             inventory.nifti.append(path)
-            continue
-        if not looks_like_dicom(path):
-            inventory.n_non_dicom += 1
             continue
         try:
             frames = read_frame_headers(path)

@@ -36,7 +36,20 @@ class DicomSlice:
     frame: int | None  # frame index of a multi-frame file; None for a single-frame file
     photometric: str
     stored_range: tuple[int, int]
-    modality_lut: Dataset
+    rescale: tuple[float, float] | None  # (RescaleSlope, RescaleIntercept)
+    modality_lut: Dataset | None = None  # a Modality LUT Sequence, when the file has one
+
+    def modality_dataset(self) -> Dataset:
+        """The Modality LUT module pydicom's ``apply_modality_lut`` reads, for this slice.
+
+        Built when decoding (three slices) rather than when scanning (every file).
+        """
+        if self.modality_lut is not None:
+            return self.modality_lut
+        module = Dataset()
+        if self.rescale is not None:
+            module.RescaleSlope, module.RescaleIntercept = self.rescale
+        return module
 
 
 def to_physical(stored: np.ndarray, item: DicomSlice) -> np.ndarray:
@@ -47,7 +60,7 @@ def to_physical(stored: np.ndarray, item: DicomSlice) -> np.ndarray:
         # the same for every slice of the series.
         low, high = item.stored_range
         values = (low + high) - stored.astype(np.float64)
-    return np.asarray(apply_modality_lut(values, item.modality_lut), dtype=np.float32)
+    return np.asarray(apply_modality_lut(values, item.modality_dataset()), dtype=np.float32)
 
 
 @dataclass(frozen=True)

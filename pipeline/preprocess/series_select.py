@@ -230,7 +230,7 @@ def dicom_candidate(
     rows, cols = frame.transform.shape(first.rows, first.cols)
     reader = DicomSliceReader(
         slices=tuple(
-            DicomSlice(f.path, f.frame, f.photometric, f.stored_range, f.modality_lut)
+            DicomSlice(f.path, f.frame, f.photometric, f.stored_range, f.rescale, f.modality_lut)
             for f in ordered
         ),
         transform=frame.transform,

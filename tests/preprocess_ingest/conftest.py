@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     ExplicitVRLittleEndian,
     MRImageStorage,
     generate_uid,
@@ -231,11 +232,9 @@ class DicomWriter:
                 ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
             if edit is not None:
                 edit(ds, k)
-            if transfer_syntax == ExplicitVRLittleEndian:
-                ds.PixelData = pixels.tobytes()
-            else:
+            ds.PixelData = pixels.tobytes()
+            if UID(transfer_syntax).is_compressed:
                 ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                ds.PixelData = pixels.tobytes()
                 ds.compress(transfer_syntax, pixels)
             if names == "random":
                 name = f"{rng.getrandbits(40):010x}.dcm"

@@ -1,0 +1,149 @@
+"""A fast reader of the raw header values of a classic DICOM file, for the common case.
+
+Why this exists: ingestion reads the header of every file of a cohort (44+ per subject) to place
+its slice, and pydicom's general-purpose parser costs ~0.3 ms a file (it builds a Dataset,
+Tag objects, per-element bookkeeping). This reader walks the element headers with ``struct``,
+keeps the raw bytes of the few top-level elements asked for and stops at the pixel data: about
+15x faster, which is what makes ingestion several times faster than reading whole series.
+
+It deliberately covers only the plain case: a Part 10 file ('DICM' preamble), little-endian
+(implicit or explicit VR, native or encapsulated pixel data), no functional groups, no Modality
+LUT Sequence. For anything else, or anything unexpected, it raises :class:`NeedsPydicom` and
+the caller reads the file with pydicom, which also produces the error message for broken files.
+Value decoding (numbers, character sets) stays with the caller and pydicom.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from pydicom.uid import UID
+
+#: Tags whose presence sends the file to pydicom: enhanced multi-frame functional groups and a
+#: Modality LUT Sequence (their contents are nested sequences, read properly by pydicom).
+_PYDICOM_ONLY = frozenset({0x52009229, 0x52009230, 0x00283000})
+_PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
+_TRANSFER_SYNTAX, _SOP_CLASS = 0x00020010, 0x00020002
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+#: Explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_TAG = struct.Struct("<HH")
+_LENGTH = struct.Struct("<L")
+_SHORT_LENGTH = struct.Struct("<H")
+
+
+class NeedsPydicom(Exception):
+    """The file is outside this reader's scope (or malformed): read it with pydicom."""
+
+
+@dataclass(frozen=True)
+class RawHeader:
+    """Raw value bytes of the requested top-level elements, and where the pixel data lies."""
+
+    values: dict[int, bytes]
+    transfer_syntax: UID
+    pixel_length: int | None  # None when the file ends before any pixel data element
+    pixel_offset: int  # file offset of the first byte of the pixel data value
+
+
+def _read(fh: BinaryIO, n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise NeedsPydicom("file ends inside an element")
+    return data
+
+
+def _element_header(fh: BinaryIO, implicit: bool) -> tuple[int, bytes | None, int] | None:
+    """(tag, VR or None, length) of the next element, or None at the end of the file."""
+    head = fh.read(8)
+    if not head:
+        return None
+    if len(head) != 8:
+        raise NeedsPydicom("file ends inside an element header")
+    group, element = _TAG.unpack_from(head)
+    tag = group << 16 | element
+    if implicit or group == 0xFFFE:  # items and delimiters never carry a VR
+        return tag, None, _LENGTH.unpack_from(head, 4)[0]
+    vr = head[4:6]
+    if vr in _LONG_VRS:
+        return tag, vr, _LENGTH.unpack(_read(fh, 4))[0]
+    return tag, vr, _SHORT_LENGTH.unpack_from(head, 6)[0]
+
+
+def _skip_sequence(fh: BinaryIO, implicit: bool) -> None:
+    """Skip the items of an undefined-length sequence, up to its delimiter."""
+    while True:
+        header = _element_header(fh, implicit)
+        if header is None:
+            raise NeedsPydicom("sequence without its delimiter")
+        tag, _, length = header
+        if tag == _SEQUENCE_END:
+            return
+        if tag != _ITEM:
+            raise NeedsPydicom(f"unexpected tag {tag:08X} inside a sequence")
+        if length != _UNDEFINED:
+            fh.seek(length, 1)
+            continue
+        while True:  # an undefined-length item: skip its elements up to the item delimiter
+            header = _element_header(fh, implicit)
+            if header is None:
+                raise NeedsPydicom("item without its delimiter")
+            tag, vr, length = header
+            if tag == _ITEM_END:
+                break
+            if length == _UNDEFINED:
+                _skip_sequence(fh, implicit or vr == b"UN")  # UN sequences are implicit VR
+            else:
+                fh.seek(length, 1)
+
+
+def read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
+    """Raw bytes of the ``wanted`` top-level tags of the Part 10 file open in ``fh`` (at 0).
+
+    Raises :class:`NeedsPydicom` when the file is not a plain little-endian classic image file.
+    """
+    preamble = fh.read(132)
+    if len(preamble) != 132 or preamble[128:] != b"DICM":
+        raise NeedsPydicom("no DICM preamble")
+    meta: dict[int, bytes] = {}
+    while True:  # file meta information: always explicit VR little endian
+        start = fh.tell()
+        header = _element_header(fh, implicit=False)
+        if header is None or header[0] >> 16 != 0x0002:
+            fh.seek(start)
+            break
+        tag, _, length = header
+        if length == _UNDEFINED:
+            raise NeedsPydicom("undefined length in the file meta information")
+        meta[tag] = _read(fh, length)
+    try:
+        syntax = UID(meta[_TRANSFER_SYNTAX].rstrip(b"\x00 ").decode("ascii"))
+        if not syntax.is_little_endian or syntax.is_deflated:
+            raise NeedsPydicom(f"transfer syntax {syntax.name}")
+        implicit = syntax.is_implicit_VR
+    except (KeyError, ValueError, UnicodeDecodeError) as err:
+        raise NeedsPydicom(f"unusable transfer syntax ({err})") from err
+    values = {tag: meta[tag] for tag in (_TRANSFER_SYNTAX, _SOP_CLASS) if tag in meta}
+    while True:
+        header = _element_header(fh, implicit)
+        if header is None:
+            return RawHeader(values, syntax, None, fh.tell())
+        tag, vr, length = header
+        if tag in _PIXEL_TAGS:
+            return RawHeader(values, syntax, length, fh.tell())
+        if tag in _PYDICOM_ONLY:
+            raise NeedsPydicom(f"element {tag:08X} needs pydicom")
+        if length == _UNDEFINED:
+            if not implicit and vr not in (b"SQ", b"UN"):
+                raise NeedsPydicom(f"undefined length on VR {vr!r}")
+            _skip_sequence(fh, implicit or vr == b"UN")
+        elif tag in wanted:
+            values[tag] = _read(fh, length)
+        else:
+            fh.seek(length, 1)
