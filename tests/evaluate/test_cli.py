@@ -49,11 +49,6 @@ def test_evaluate_cli_end_to_end_and_its_user_errors(tmp_path, fakes) -> None:
     assert refused.returncode == 2
     assert "sub-001" in refused.stderr and "Traceback" not in refused.stderr
 
-    missing = run(
-        "pipeline.evaluate", *common, "checkpoint=nowhere.pt", "hydra.run.dir=r3", cwd=tmp_path
-    )
-    assert missing.returncode == 2 and "No checkpoint at nowhere.pt" in missing.stderr
-
 
 @pytest.mark.slow
 def test_predict_cli_on_an_unlabelled_cohort(tmp_path, fakes) -> None:
