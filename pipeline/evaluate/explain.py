@@ -203,6 +203,8 @@ def explain_cases(
     classes = list(classes)
     device = torch.device(device)
     target_layer = settings.get("target_layer")
+    mode = settings.get("occlusion_mode", "gaussian")
+    mode = float(mode) if isinstance(mode, int | float) else str(mode)  # MONAI: float = constant
     cams: list[GradCAM] | None = None
     explanations = []
     for row, case in cases.iterrows():
@@ -225,7 +227,7 @@ def explain_cases(
                 mask_size=size,
                 overlap=float(settings.get("occlusion_overlap", 0.5)),
                 n_batch=int(settings.get("occlusion_batch", 32)),
-                mode=settings.get("occlusion_mode", "gaussian"),
+                mode=mode,
             )
         explanations.append(
             Explanation(

@@ -102,3 +102,20 @@ def test_cases_are_the_most_confident_right_and_wrong_per_class() -> None:
     assert chosen["subject_id"].tolist() == ["b", "c", "d"]
     assert chosen.index.tolist() == [11, 12, 13]  # rows of the image array are kept
     assert len(select_cases(table, ["CN", "AD"], per_class=2)) == 5
+
+
+def test_explain_cases_reads_the_settings(fakes) -> None:
+    from pipeline.evaluate.explain import explain_cases
+
+    images = np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)
+    cases = pd.DataFrame(
+        {"subject_id": ["b"], "session_id": [""], "label": ["AD"], "predicted": ["MCI"],
+         "prob_CN": [0.2], "prob_MCI": [0.5], "prob_AD": [0.3]},
+        index=[2],
+    )  # fmt: skip
+    models = [build_model(fakes.conv_net()).eval()]
+    settings = {"gradcam": False, "occlusion_mode": 0, "occlusion_mask": 8}  # constant 0 patches
+    (e,) = explain_cases(models, images, cases, fakes.CLASSES, "channels", settings)
+    assert e.gradcam is None and e.occlusion.shape == (32, 32)
+    np.testing.assert_array_equal(e.image, images[2])
+    assert not e.correct and e.probability == 0.5
