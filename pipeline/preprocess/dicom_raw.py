@@ -106,8 +106,16 @@ def _skip_sequence(fh: BinaryIO, implicit: bool) -> None:
 def read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
     """Raw bytes of the ``wanted`` top-level tags of the Part 10 file open in ``fh`` (at 0).
 
-    Raises :class:`NeedsPydicom` when the file is not a plain little-endian classic image file.
+    Raises :class:`NeedsPydicom` when the file is not a plain little-endian classic image file,
+    or is malformed in any way (pydicom then reads it, or says what is wrong with it).
     """
+    try:
+        return _read_raw_header(fh, wanted)
+    except (struct.error, ValueError, OverflowError, OSError, RecursionError) as err:
+        raise NeedsPydicom(f"{type(err).__name__}: {err}") from err
+
+
+def _read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
     preamble = fh.read(132)
     if len(preamble) != 132 or preamble[128:] != b"DICM":
         raise NeedsPydicom("no DICM preamble")

@@ -13,9 +13,9 @@ What happens to a subject's files, and where each rule lives:
 
 - every file under the subject folder is looked at (:mod:`.discover`); files that are not DICOM
   images (text, ``.DS_Store``, DICOMDIR, structured reports) are counted, not rejected;
-- DICOM headers only, no pixels (:mod:`.dicom_headers`); a corrupt or truncated file is a
-  ``file`` rejection with pydicom's error, and a second copy of one SOP instance is rejected as
-  a duplicate while the first copy is used;
+- DICOM headers only, no pixels (:mod:`.dicom_headers`, with :mod:`.dicom_raw` as the fast
+  path for classic files); a corrupt or truncated file is a ``file`` rejection with the reason,
+  and a second copy of one SOP instance is rejected as a duplicate while the first copy is used;
 - frames are grouped into series by SeriesInstanceUID, series into sessions (:mod:`.sessions`);
 - each series is checked and sorted by ImagePositionPatient along the slice normal
   (:mod:`.series_select`, :mod:`.geometry`), NIfTI files likewise (:mod:`.nifti`);
@@ -84,7 +84,7 @@ class _Inventory:
     """A subject's files sorted into DICOM series and NIfTI volumes."""
 
     series: dict[str, list[FrameHeader]] = field(default_factory=dict)
-    nifti: list[Path] = field(default_factory=list)
+    nifti: dict[str, Path] = field(default_factory=dict)  # unit key -> file
     bad_files: list[tuple[Path, str]] = field(default_factory=list)
     n_non_dicom: int = 0
 
@@ -94,7 +94,7 @@ def _take_inventory(files: list[Path]) -> _Inventory:
     first_copy: dict[str, Path] = {}
     for path in files:
         if is_nifti(path):
-            inventory.nifti.append(path)
+            inventory.nifti[f"nifti:{path}"] = path
             continue
         try:
             frames = read_frame_headers(path)
@@ -136,11 +136,11 @@ def _session_units(inventory: _Inventory, subject_dir: Path, root: Path) -> list
         )
         for key, frames in inventory.series.items()
     ]
-    for path in inventory.nifti:
+    for key, path in inventory.nifti.items():
         folders = _folders(path, subject_dir)
         units.append(
             SessionUnit(
-                key=f"nifti:{relative_path(path, root)}",
+                key=key,
                 group="nifti:" + "/".join(folders),
                 folders=(folders,),
                 order="",
@@ -181,11 +181,11 @@ def scan_subject(
     looked_at: Counter[str] = Counter()
     locations: dict[str, list[Path]] = {}
     for unit in units:
-        is_dicom = not unit.key.startswith("nifti:")
+        is_dicom = unit.key in inventory.series
         paths = (
             [f.path for f in inventory.series[unit.key]]
             if is_dicom
-            else [root / unit.key.removeprefix("nifti:")]
+            else [inventory.nifti[unit.key]]
         )
         where = series_location(paths, root)
         if unit.key in conflicts:

@@ -75,7 +75,7 @@ class DicomSliceReader:
     shape: tuple[int, int]  # (rows, cols) after the transform
 
     def _decode_file(self, path: Path, frames: list[int | None]) -> dict[int | None, np.ndarray]:
-        if frames == [None]:
+        if None in frames:  # a single-frame file
             return {None: pixel_array(path)}
         wanted = sorted({f for f in frames if f is not None})
         if len(wanted) == 1:

@@ -314,7 +314,7 @@ def test_scan_decodes_nothing_and_read_decodes_only_requested(
 def test_stack_pickles_and_reads_after(tmp_path, dicom_writer, truth_volume, series_cfg):
     dicom_writer.series(tmp_path / "S1", truth_volume)
     stack = pickle.loads(pickle.dumps(scan(tmp_path / "S1", series_cfg).stacks[0]))
-    np.testing.assert_array_equal(stack.read([7, 0]), truth_volume.values[[7, 0]])
+    np.testing.assert_array_equal(stack.read([7, 0, 7]), truth_volume.values[[7, 0, 7]])
     assert stack.read([]).shape == (0, 24, 20)
     with pytest.raises(IndexError):
         stack.read([8])
@@ -354,7 +354,7 @@ def test_enhanced_mr_frames_sorted_by_per_frame_positions(
         return real(src, indices=indices, **kwargs)
 
     monkeypatch.setattr(pixels, "iter_pixels", spy)
-    np.testing.assert_array_equal(result.stacks[0].read([2, 5]), volume.values[[2, 5]])
+    np.testing.assert_array_equal(result.stacks[0].read([2, 5, 2]), volume.values[[2, 5, 2]])
     assert len(frames) == 1 and len(frames[0]) == 2  # two frames decoded, not the whole file
 
 
