@@ -230,12 +230,12 @@ class DicomWriter:
             ds.PixelRepresentation = 1 if signed else 0
             if slope != 1.0 or intercept != 0.0:
                 ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-            if edit is not None:
-                edit(ds, k)
             ds.PixelData = pixels.tobytes()
             if UID(transfer_syntax).is_compressed:
                 ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
                 ds.compress(transfer_syntax, pixels)
+            if edit is not None:  # last, so it may replace anything, pixel data included
+                edit(ds, k)
             if names == "random":
                 name = f"{rng.getrandbits(40):010x}.dcm"
             elif names == "bare":

@@ -385,3 +385,48 @@ def test_truncated_compressed_file_is_rejected(tmp_path, dicom_writer, truth_vol
     result = scan(tmp_path / "S1", series_cfg)
     [bad] = [r for r in result.rejections if r.level == "file"]
     assert bad.path.endswith(paths[0].name) and "truncated" in bad.reason
+
+
+def test_jpeg_baseline_greyscale_series(tmp_path, dicom_writer, series_cfg):
+    """8-bit JPEG baseline (lossy), encoded by Pillow: our decode matches Pillow's own decode."""
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    volume = dicom_writer.make_volume(n=3, rows=32, cols=40)
+    volume.values[:] = np.clip(volume.values // 16, 0, 255)
+    references = {}
+
+    def to_jpeg(ds, k):
+        buffer = io.BytesIO()
+        Image.fromarray(volume.values[k].astype(np.uint8)).save(buffer, "JPEG", quality=90)
+        references[k] = np.asarray(Image.open(io.BytesIO(buffer.getvalue())), dtype=np.float32)
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds.PixelData = encapsulate([buffer.getvalue()])
+        ds["PixelData"].VR = "OB"
+
+    paths = dicom_writer.series(tmp_path / "S1", volume, edit=to_jpeg, order="shuffled")
+    assert all(p.read_bytes().count(b"\xff\xd8") for p in paths)  # JPEG streams inside
+    [stack] = scan(tmp_path / "S1", series_cfg).stacks
+    decoded = stack.read([0, 1, 2])
+    for k in range(3):
+        np.testing.assert_allclose(decoded[k], references[k], atol=2)
+
+
+def test_modality_lut_sequence_is_applied(tmp_path, dicom_writer, truth_volume, series_cfg):
+    from pydicom.dataset import Dataset
+
+    def with_lut(ds, k):
+        item = Dataset()
+        item.LUTDescriptor = [4096, 0, 16]
+        item.LUTData = [2 * v + 5 for v in range(4096)]
+        item["LUTData"].VR = "US"
+        item.ModalityLUTType = "US"
+        ds.ModalityLUTSequence = [item]
+
+    dicom_writer.series(tmp_path / "S1", truth_volume, edit=with_lut)
+    [stack] = scan(tmp_path / "S1", series_cfg).stacks
+    np.testing.assert_array_equal(stack.read([0, 7]), 2 * truth_volume.values[[0, 7]] + 5)
