@@ -285,7 +285,9 @@ this model only.</p>
 
 def render_report(content: ReportContent) -> str:
     """The report page as a string (images embedded)."""
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
+    )
     template = env.from_string(_TEMPLATE)
     m = content.metrics
     figures = [
