@@ -26,7 +26,7 @@ class NiftiError(ValueError):
     """A NIfTI file that cannot give a stack (the message says why)."""
 
 
-def _volume_shape(shape: tuple[int, ...], path: Path) -> tuple[int, int, int]:
+def _volume_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) < 3:
         raise NiftiError(f"{len(shape)}-D image of shape {shape}: a 3-D volume is needed")
     extra = shape[3:]
@@ -53,9 +53,9 @@ class NiftiGeometry:
         return self.stored_shape[self.axial_axis]
 
 
-def nifti_geometry(image: nib.spatialimages.SpatialImage, path: Path) -> NiftiGeometry:
+def nifti_geometry(image: nib.spatialimages.SpatialImage) -> NiftiGeometry:
     """Work out the canonical (RAS) reorientation of ``image`` from its header alone."""
-    shape = _volume_shape(tuple(image.shape), path)
+    shape = _volume_shape(tuple(image.shape))
     affine = np.asarray(image.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise NiftiError("the affine (qform/sform) is missing or singular: no geometry")
@@ -135,7 +135,7 @@ def open_nifti(
         image = nib.load(path)
     except Exception as err:
         raise NiftiError(f"unreadable NIfTI ({type(err).__name__}: {err})") from err
-    geometry = nifti_geometry(image, path)
+    geometry = nifti_geometry(image)
     if not path.name.lower().endswith(".gz"):
         # An uncompressed file must hold all its voxels; a cut copy would fail only when read.
         # The proxy knows where the voxels start (the loaded header's vox_offset may read 0).

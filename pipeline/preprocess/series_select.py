@@ -134,16 +134,18 @@ def _check_plane(plane: str, options: SeriesOptions) -> None:
 
 
 def _sorted_positions(positions: np.ndarray) -> np.ndarray:
-    """Sort order of the positions after checking they are distinct and evenly spaced."""
+    """Sort order of the positions, after checking that no two slices share a position."""
     order = np.argsort(positions, kind="stable")
     ordered = positions[order]
     same = np.diff(ordered) < SAME_POSITION_MM
     if same.any():
-        distinct = int(len(ordered) - same.sum())
-        repeats = Counter(np.round(ordered, 2).tolist()).values()
-        if len(set(repeats)) == 1 and distinct > 1:
+        # Slices at one position form a run in sorted order; equal runs everywhere mean 4D.
+        run_starts = np.flatnonzero(np.concatenate([[True], ~same]))
+        runs = set(np.diff(np.append(run_starts, len(ordered))).tolist())
+        distinct = len(run_starts)
+        if len(runs) == 1 and distinct > 1:
             raise SeriesRejected(
-                f"{len(ordered)} slices at {distinct} distinct positions, {next(iter(repeats))} "
+                f"{len(ordered)} slices at {distinct} distinct positions, {runs.pop()} "
                 "at each: a 4D series (fMRI, DWI, multi-echo) rather than one volume"
             )
         raise SeriesRejected(
