@@ -39,6 +39,8 @@ def relative_path(path: str | os.PathLike[str], root: str | os.PathLike[str]) ->
     """``path`` relative to ``root`` with forward slashes (the path itself if outside root)."""
     # String work, not Path.relative_to: this runs for every file of a cohort.
     text, prefix = os.fspath(path), os.fspath(root).rstrip(os.sep) + os.sep
+    if text.rstrip(os.sep) + os.sep == prefix:
+        return "."
     if text.startswith(prefix):
         text = text[len(prefix) :]
     return text.replace(os.sep, "/")

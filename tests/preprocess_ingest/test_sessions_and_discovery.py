@@ -109,3 +109,19 @@ def test_session_without_a_usable_series_is_reported(tmp_path, dicom_writer, ser
     assert [(r.session_id, r.level, r.path) for r in result.rejections] == [
         ("m12", "series", "S1/m12/"), ("m12", "session", "S1/m12/")
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "expected"),
+    [
+        ("/data/cohort/S1/a/b.dcm", "/data/cohort", "S1/a/b.dcm"),
+        ("/data/cohort/S1", "/data/cohort/", "S1"),
+        ("/data/cohort", "/data/cohort", "."),
+        ("/elsewhere/x.dcm", "/data/cohort", "/elsewhere/x.dcm"),
+        ("/data/cohort2/x.dcm", "/data/cohort", "/data/cohort2/x.dcm"),
+    ],
+)
+def test_relative_path(path, root, expected):
+    from pipeline.preprocess.discover import relative_path
+
+    assert relative_path(path, root) == expected
