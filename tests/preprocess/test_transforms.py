@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+from monai.transforms import ScaleIntensityRangePercentiles
 from omegaconf import OmegaConf
 
 from pipeline.config import preprocessing_config
-from pipeline.preprocess.transforms import HeadMask, SliceNormalizer
+from pipeline.preprocess.transforms import (
+    FastScaleIntensityRangePercentiles,
+    HeadMask,
+    SliceNormalizer,
+)
 
 from .conftest import compose_preprocess, ellipse_head
 
@@ -78,3 +84,20 @@ def test_size_override_and_a_chain_that_misses_the_size():
 def test_blank_slices_are_refused(normalizer):
     with pytest.raises(ValueError, match="blank"):
         normalizer(np.zeros((3, 32, 32), np.float32), (1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lower": 0.5, "upper": 99.5, "b_min": 0.0, "b_max": 1.0, "clip": True},
+        {"lower": 2, "upper": 98, "b_min": -1.0, "b_max": 1.0, "relative": True},
+        {"lower": 1, "upper": 99, "b_min": 0.0, "b_max": 1.0, "channel_wise": True},
+    ],
+)
+def test_fast_percentile_scaling_matches_monai(kwargs):
+    image = torch.from_numpy(np.random.default_rng(0).gamma(2.0, 100.0, (3, 40, 30)))
+    image = image.to(torch.float32)
+    expected = ScaleIntensityRangePercentiles(**kwargs)(image)
+    got = FastScaleIntensityRangePercentiles(**kwargs)(image)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    torch.testing.assert_close(got.as_tensor(), expected.as_tensor(), atol=1e-5, rtol=1e-5)
