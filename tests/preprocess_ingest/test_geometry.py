@@ -60,3 +60,17 @@ def test_spacing_problem_finds_gaps_and_tolerates_rounding():
     assert message is not None and message.startswith("a gap in the slice positions: 6.00 mm")
     uneven = np.array([0.0, 3.0, 5.0, 8.0, 11.0])
     assert spacing_problem(uneven, 0.05).startswith("uneven spacing")
+
+
+def test_series_options_from_hydra_config_and_bad_values(repo_root):
+    from omegaconf import OmegaConf
+
+    from pipeline.preprocess.series_select import SeriesOptions
+
+    conf = OmegaConf.load(repo_root / "conf" / "preprocessing" / "default.yaml")
+    options = SeriesOptions.from_config(conf.series)
+    assert (options.modality, options.plane, options.prefer) == ("MR", "axial", "first")
+    assert options.description_exclude and options.description_include is None
+    for bad in ({"prefer": "newest"}, {"plane": "oblique"}, {"description_include": "("}):
+        with pytest.raises(ValueError, match=f"series\\.{next(iter(bad))}"):
+            SeriesOptions.from_config(bad)
