@@ -75,6 +75,22 @@ def normalize_stack(
     return pixels, stack_record(stack, indices)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's ``VmHWM`` when available: ``getrusage``'s ``ru_maxrss`` survives ``fork`` and
+    ``exec``, so a worker would report its parent's peak instead of its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def init_worker() -> None:
     """Worker-process initializer: one intra-op thread each, the processes give the parallelism.
 
@@ -175,7 +191,7 @@ def process_subject(
         "n_files": n_files,
         "n_non_dicom": n_non_dicom,
         "seconds": round(time.perf_counter() - started, 4),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
     size = int(recipe["normalize"]["size"])
     count = int(recipe["slices"]["count"])
