@@ -7,7 +7,7 @@ result: the subject id, the sessions asked for, a fingerprint of the subject's f
 paths, sizes, modification times) and the preprocessing recipe's hash. A rerun, a shard or the
 merge step finds a subject's result by its name alone; a result whose inputs changed has
 another key, so it is never reused by mistake. Files are written atomically, so a crash leaves a
-complete result or none.
+complete result or none, and are checked when read (see :meth:`ResultStore.save`).
 
 Labels are not part of the key: relabelling a subject does not decode it again.
 """
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from pipeline.utils.atomic import atomic_path
 RESULT_FORMAT = 1
 
 SUBJECTS_DIR = "subjects"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,14 +72,32 @@ class ResultStore:
         return self.directory / f"{slug}-{id_hash}-{task.key(recipe_hash)}.npz"
 
     def save(self, path: Path, images: np.ndarray, record: dict[str, Any]) -> None:
-        """Write a result atomically: ``images`` ``(k, S, H, W)`` float32 and its JSON record."""
-        with atomic_path(path, suffix=".npz") as tmp:
+        """Write a result atomically: ``images`` ``(k, S, H, W)`` float32 and its JSON record.
+
+        Without ``fsync`` (it cost more than the rest of the write): a crash of the program
+        still leaves the whole file or none, and the rare file damaged by a crash of the
+        machine is caught by :meth:`read_record` and redone.
+        """
+        with atomic_path(path, suffix=".npz", durable=False) as tmp:
             np.savez(tmp, images=images.astype(np.float32, copy=False), record=json.dumps(record))
 
     @staticmethod
-    def load_record(path: Path) -> dict[str, Any]:
-        with np.load(path, allow_pickle=False) as npz:
-            return json.loads(str(npz["record"]))
+    def read_record(path: Path) -> dict[str, Any] | None:
+        """The record of a complete, readable result; ``None`` (file removed) for a damaged one.
+
+        Both members are read, so the zip checksums vouch for the images too.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                record = json.loads(str(npz["record"]))
+                images = npz["images"]
+            if images.shape[0] != len(record["stacks"]):
+                raise ValueError("images do not match the record")
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            log.warning("Result %s is damaged (%s); the subject is processed again.", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        return record
 
     @staticmethod
     def load_images(path: Path) -> np.ndarray:

@@ -245,10 +245,15 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
         return out
 
     tick = time.perf_counter()
-    results = [
-        (paths[t.subject_id], records.get(t.subject_id) or store.load_record(paths[t.subject_id]))
-        for t in plan.tasks
-    ]
+    results = []
+    for task in plan.tasks:
+        path = paths[task.subject_id]
+        record = records.get(task.subject_id) or store.read_record(path)
+        if record is None:  # damaged by a machine crash: redo it here
+            record = records[task.subject_id] = next(
+                run_tasks([task], root, recipe, recipe_hash, out, 1, progress=False)
+            )
+        results.append((path, record))
     assembly = build_manifest(results, labels)
     rejected = rejected_frame(plan.rejections + assembly.rejections)
     image_shape = (int(recipe["slices"]["count"]), *(2 * [int(recipe["normalize"]["size"])]))

@@ -16,11 +16,16 @@ from typing import IO, Any
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], suffix: str = "", durable: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
 
     ``suffix`` keeps an extension on the temporary name for writers that insist on one
-    (``np.save`` appends ``.npy``, matplotlib picks the format from it).
+    (``np.save`` appends ``.npy``, matplotlib picks the format from it). ``durable=False`` skips
+    the ``fsync``: still atomic against a crash of the program, but after a crash of the whole
+    machine the file may be damaged, so use it only for files the reader verifies (and can
+    rebuild), where the fsync would cost more than the write.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +34,9 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -343,3 +343,18 @@ def test_cli_multirun_shards_then_merge(cohort, tmp_path, repo_root, reference):
     merged = cache.load_cohort(tmp_path / "cache" / "test")
     np.testing.assert_array_equal(merged.images, cache.load_cohort(reference).images)
     assert len(list((tmp_path / "sweep").iterdir())) >= 2  # one folder per shard job
+
+
+def test_a_damaged_result_is_redone(cohort, tmp_path, reference, caplog):
+    """Results skip fsync; one damaged by a machine crash is detected and processed again."""
+    cfg = cohort_cfg(cohort, tmp_path / "cache")
+    out = preprocess_cohort(cfg)
+    damaged = sorted((out / "subjects").glob("sub-002-*.npz"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    (out / cache.PROVENANCE).unlink()  # the run after the crash must assemble again
+    with caplog.at_level("WARNING"):
+        preprocess_cohort(cfg)
+    assert "is damaged" in caplog.text and "sub-002" in caplog.text
+    np.testing.assert_array_equal(
+        cache.load_cohort(out).images, cache.load_cohort(reference).images
+    )
