@@ -27,7 +27,6 @@ def main(cfg: DictConfig) -> float | None:
     try:
         result = train(cfg, run_dir, command_overrides=list(hydra_cfg.overrides.task))
     except (CacheError, TrainError) as exc:
-        log.error("%s", exc)
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     if _is_rank_zero() and result.checkpoint is not None:

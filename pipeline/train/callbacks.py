@@ -40,9 +40,8 @@ class EpochHistory(L.Callback):
         row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
         for key, value in sorted(trainer.callback_metrics.items()):
             number = float(value.item() if isinstance(value, torch.Tensor) else value)
-            row[_csv_name(key)] = number
-        if trainer.optimizers:
-            row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"])
+            # LearningRateMonitor logs "lr-<Optimizer>" (the rate at the epoch's start)
+            row["lr" if key.startswith("lr-") else _csv_name(key)] = number
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         self._write()
 

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 MONITOR = "val/bal_acc"
 SPLIT_FILE = "split.csv"
 FOLD_RESULT = "fold_result.pt"
+_CACHE_KEYS = ("paths", *PREPROCESSING_KEYS)
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,9 @@ def _command(overrides: Sequence[str], *extra: str) -> str:
 
 
 def _load_cohort(cfg: DictConfig, overrides: Sequence[str]) -> PreprocessedCohort:
+    # The overrides that change where the cache lives or what it holds must be repeated.
     recipe = [
-        o
-        for o in overrides
-        if o.split("=", 1)[0].lstrip("+~").split(".", 1)[0] in PREPROCESSING_KEYS
+        o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".", 1)[0] in _CACHE_KEYS
     ]
     hint = rebuild_command(str(cfg.data.name), cfg.data.get("root"), cfg.data.get("labels"), recipe)
     return open_cohort(cfg.paths.cache, str(cfg.data.name), preprocessing_hash(cfg), hint)

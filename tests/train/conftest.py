@@ -44,7 +44,11 @@ JITTER = 0.18
 
 def compose_train(tmp: Path, *overrides: str) -> DictConfig:
     """conf/train.yaml with the fast settings, caches and runs under ``tmp``."""
-    base = [f"paths.cache={tmp / 'cache'}", f"paths.runs={tmp / 'runs'}", f"paths.data={tmp / 'data'}"]
+    base = [
+        f"paths.cache={tmp / 'cache'}",
+        f"paths.runs={tmp / 'runs'}",
+        f"paths.data={tmp / 'data'}",
+    ]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("train", overrides=[*base, *FAST_OVERRIDES, *overrides])
 
@@ -56,7 +60,9 @@ def _subject_image(label: int, size: int, n_slices: int, rng: np.random.Generato
     gain, offset = rng.uniform(0.7, 1.3), rng.uniform(-0.3, 0.3)
     slices = []
     for s in range(n_slices):
-        radius = (RADIUS[label] + rng.normal(0, 0.015)) * size * (1.0 - 0.1 * abs(s - n_slices // 2))
+        radius = (
+            (RADIUS[label] + rng.normal(0, 0.015)) * size * (1.0 - 0.1 * abs(s - n_slices // 2))
+        )
         vy, vx = cy + rng.normal(0, 0.02 * size), cx + rng.normal(0, 0.02 * size)
         ventricle = ((yy - vy) ** 2 + (xx - vx) ** 2) <= radius**2
         image = np.where(head, 1.0, 0.0) - np.where(ventricle, 0.9, 0.0)
@@ -133,7 +139,7 @@ def train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 
 @pytest.fixture
 def fake_cache() -> Callable[..., Path]:
-    """``fake_cache(cfg, **kwargs)``: write a learnable fake cache for ``cfg`` (see write_fake_cache)."""
+    """``fake_cache(cfg, **kwargs)``: write a learnable fake cache (see write_fake_cache)."""
     return write_fake_cache
 
 

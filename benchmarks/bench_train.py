@@ -1,0 +1,301 @@
+"""Train-stage benchmark: data-path overhead, demo training time, held-out quality vs a baseline.
+
+    .venv/bin/python benchmarks/bench_train.py                 # all three parts
+    .venv/bin/python benchmarks/bench_train.py --only throughput
+    .venv/bin/python benchmarks/bench_train.py --run runs/train/demo_dev/<run>   # reuse a run
+
+1. Data-path overhead: training images/s of the default model fed by the real data path (the
+   memory-mapped cache, the epoch sampler and the default batch augmentation) against the same
+   model fed in-memory tensors without augmentation, both through the same Lightning loop,
+   alternated and best-of-N. Target: overhead <= 10%. Uses the ``demo_dev`` cache when it
+   exists, otherwise a random cache of the same shape in a temporary folder.
+2. Demo training wall time: ``python -m pipeline.train data=demo_dev`` (default config) as a
+   subprocess, start to finish. Target: <= 300 s on a 2-core CPU.
+3. Held-out quality: balanced accuracy on ``demo_heldout`` of that model against scikit-learn's
+   PCA + logistic regression trained on the same training subjects' slices, in the same run.
+
+Parts 2 and 3 need the demo caches (``make demo``, or ``python -m pipeline.synthetic`` then
+``python -m pipeline.preprocess data=demo_dev`` and ``data=demo_heldout``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pipeline.cache import IMAGES, CacheError, cohort_dir, is_complete, load_cohort
+from pipeline.checkpoint import build_models, load_checkpoint
+from pipeline.config import CONF_DIR, to_container
+from pipeline.inference import ensemble_probabilities
+from pipeline.models import input_channels, sized_model_config
+from pipeline.train.data import CohortDataModule
+from pipeline.train.module import StageClassifier
+
+DEMO_HINT = (
+    "build it with `make demo`, or: python -m pipeline.synthetic && "
+    "python -m pipeline.preprocess data=demo_dev && python -m pipeline.preprocess data=demo_heldout"
+)
+
+
+class EpochTimer(L.Callback):
+    """Wall time of every training epoch (data loading included)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+class _Batches:
+    """An iterable of ready batches (Lightning would take a bare list as several loaders)."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class InMemoryBatches(L.LightningDataModule):
+    """The baseline: the same images as ready-made tensor batches, no augmentation, no files."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int) -> None:
+        super().__init__()
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+        y = torch.from_numpy(labels.astype(np.int64))
+        n = len(x) // batch_size * batch_size
+        self.batches = [
+            {"image": x[i : i + batch_size], "label": y[i : i + batch_size]}
+            for i in range(0, n, batch_size)
+        ]
+
+    def train_dataloader(self) -> _Batches:
+        return _Batches(self.batches)
+
+
+def compose_default(cache_root: str, *overrides: str):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"paths.cache={cache_root}", *overrides])
+
+
+def _fit_images_per_second(
+    module: StageClassifier, datamodule: L.LightningDataModule, epochs: int
+) -> float:
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        accelerator="auto",
+        devices=1,
+        max_epochs=epochs,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    images = sum(len(b["label"]) for b in _batches(datamodule))
+    return images / min(timer.seconds[1:])  # first epoch warms up
+
+
+def _batches(datamodule: L.LightningDataModule) -> list[dict[str, torch.Tensor]]:
+    return list(datamodule.train_dataloader())
+
+
+def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict[str, float]:
+    """Part 1: images/s, real data path vs in-memory tensors."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_default(cache_root)
+        directory = cohort_dir(cache_root, cfg.data.name)
+        if is_complete(directory):
+            images_path = directory / IMAGES
+            source = f"cache {directory}"
+        else:
+            size, slices = int(cfg.normalize.size), int(cfg.slices.count)
+            images_path = Path(tmp) / IMAGES
+            rng = np.random.default_rng(0)
+            np.save(images_path, rng.normal(size=(n_images, slices, size, size)).astype(np.float32))
+            source = f"random images of shape {(n_images, slices, size, size)} (no demo_dev cache)"
+        images = np.load(images_path, mmap_mode="r")
+        n = min(n_images, len(images))
+        rows = np.arange(n)
+        labels = np.arange(n) % len(cfg.data.classes)
+        batch = int(cfg.train.batch_size)
+        in_ch = input_channels(str(cfg.data.slice_mode), images.shape[1])
+        model_cfg = sized_model_config(to_container(cfg.model), in_ch, len(cfg.data.classes))
+        augment = instantiate(cfg.augment, _convert_="all")
+
+        def module(with_augment: bool) -> StageClassifier:
+            torch.manual_seed(0)
+            net = instantiate(model_cfg)
+            return StageClassifier(
+                net,
+                list(cfg.data.classes),
+                str(cfg.data.slice_mode),
+                scheduler="none",
+                augment=augment if with_augment else None,
+            )
+
+        real, memory = [], []
+        for _ in range(rounds):
+            dm = CohortDataModule(images_path, labels, rows, rows[:batch], batch_size=batch, seed=0)
+            real.append(_fit_images_per_second(module(True), dm, epochs))
+            memory.append(
+                _fit_images_per_second(
+                    module(False), InMemoryBatches(images[:n], labels, batch), epochs
+                )
+            )
+        best_real, best_memory = max(real), max(memory)
+        print(
+            f"[throughput] {source}; {n} images/epoch, batch {batch}, "
+            f"{rounds} rounds x {epochs} epochs"
+        )
+        return {
+            "real_images_per_s": best_real,
+            "memory_images_per_s": best_memory,
+            "overhead": best_memory / best_real - 1.0,
+        }
+
+
+def demo_training(cache_root: str, runs_root: Path) -> tuple[Path, float]:
+    """Part 2: the default training on demo_dev as a user runs it."""
+    run_dir = runs_root / f"bench_train_{time.strftime('%Y%m%d_%H%M%S')}"
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.train",
+        "data=demo_dev",
+        f"paths.cache={cache_root}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.enable_progress_bar=false",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return run_dir, time.perf_counter() - started
+
+
+def heldout_quality(cache_root: str, run_dir: Path) -> dict[str, float]:
+    """Part 3: held-out balanced accuracy, the trained model vs PCA + logistic regression."""
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    classes = list(ckpt["classes"])
+    dev = load_cohort(
+        cohort_dir(cache_root, ckpt["data_name"]), expected_hash=ckpt["preprocessing_hash"]
+    )
+    heldout = load_cohort(
+        cohort_dir(cache_root, "demo_heldout"), expected_hash=ckpt["preprocessing_hash"]
+    )
+    y_heldout = heldout.manifest["label"].map(classes.index).to_numpy()
+    probs, _ = ensemble_probabilities(build_models(ckpt), heldout.images, ckpt["slice_mode"])
+    cnn = balanced_accuracy_score(y_heldout, probs.argmax(1))
+
+    train_subjects = set(ckpt["folds"][0]["train_subjects"])
+    train_rows = dev.manifest["subject_id"].isin(train_subjects).to_numpy()
+    x_train = np.asarray(dev.images[train_rows]).reshape(int(train_rows.sum()), -1)
+    y_train = dev.manifest.loc[train_rows, "label"].map(classes.index).to_numpy()
+    baseline = make_pipeline(
+        StandardScaler(),
+        PCA(n_components=min(50, len(x_train) - 1), random_state=0),
+        LogisticRegression(max_iter=5000, class_weight="balanced"),
+    )
+    baseline.fit(x_train, y_train)
+    linear = balanced_accuracy_score(
+        y_heldout, baseline.predict(np.asarray(heldout.images).reshape(len(heldout), -1))
+    )
+    return {"cnn_bal_acc": cnn, "baseline_bal_acc": linear, "n_heldout": float(len(heldout))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cache", default="cache", help="paths.cache (default: cache)")
+    parser.add_argument("--runs", default="runs", help="where part 2 writes its run folder")
+    parser.add_argument(
+        "--run", type=Path, help="reuse this training run for part 3 (skips part 2)"
+    )
+    parser.add_argument("--only", choices=("throughput", "demo"), help="run one part only")
+    parser.add_argument("--images", type=int, default=256, help="images per timing epoch")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="epochs per timing round (first is warm-up)"
+    )
+    args = parser.parse_args()
+
+    rows: list[tuple[str, str]] = []
+    if args.only in (None, "throughput"):
+        t = throughput(args.cache, args.images, args.rounds, args.epochs)
+        rows += [
+            (
+                "train images/s, real data path (memmap + augmentation)",
+                f"{t['real_images_per_s']:.0f}",
+            ),
+            (
+                "train images/s, in-memory tensors (no augmentation)",
+                f"{t['memory_images_per_s']:.0f}",
+            ),
+            ("data-path overhead (target <= 10%)", f"{100 * t['overhead']:.1f}%"),
+        ]
+    if args.only in (None, "demo"):
+        run_dir = args.run
+        missing = [
+            n for n in ("demo_dev", "demo_heldout") if not is_complete(cohort_dir(args.cache, n))
+        ]
+        if run_dir is None and missing:
+            rows.append(
+                ("demo training / held-out quality", f"skipped: no cache {missing}; {DEMO_HINT}")
+            )
+        else:
+            if run_dir is None:
+                run_dir, seconds = demo_training(args.cache, Path(args.runs))
+                rows.append(
+                    (
+                        "demo training wall time, default config (target <= 300 s)",
+                        f"{seconds:.0f} s",
+                    )
+                )
+            try:
+                q = heldout_quality(args.cache, run_dir)
+            except CacheError as exc:
+                rows.append(("held-out quality", f"skipped: {exc}"))
+            else:
+                rows += [
+                    (
+                        f"held-out balanced accuracy, default CNN (n={q['n_heldout']:.0f})",
+                        f"{q['cnn_bal_acc']:.3f}",
+                    ),
+                    (
+                        "held-out balanced accuracy, PCA + logistic regression",
+                        f"{q['baseline_bal_acc']:.3f}",
+                    ),
+                ]
+            rows.append(("run folder", str(run_dir)))
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
