@@ -58,16 +58,23 @@ def build_manifest(
         produced: set[str] = set()
         for k, stack in sorted(enumerate(record["stacks"]), key=lambda e: e[1]["session_id"]):
             produced.add(stack["session_id"])
-            entry = lookup(index, stack["subject_id"], stack["session_id"]) if index else None
+            entry = (
+                None if index is None else lookup(index, stack["subject_id"], stack["session_id"])
+            )
             if index is not None and entry is None:
+                what = (
+                    f"session {stack['session_id']!r}"
+                    if stack["session_id"]
+                    else "a series outside the labelled session folders"
+                )
                 rejections.append(
                     Rejection(
                         stack["subject_id"],
                         stack["session_id"],
                         stack["subject_id"],
                         "session",
-                        f"session {stack['session_id']!r} has usable images but no row in the "
-                        "labels table (add subject_id + session_id to data.labels)",
+                        f"{what} has usable images but no row in the labels table "
+                        "(add its subject_id + session_id to data.labels)",
                     )
                 )
                 continue
