@@ -111,6 +111,7 @@ def write_qc_montage(
         fontsize=9,
     )
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, facecolor="white")
+        # Fast PNG compression: the montage is redrawn on every run; size matters less.
+        fig.savefig(tmp, dpi=100, facecolor="white", pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return Path(path)
