@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -156,11 +155,7 @@ def run_tasks(
                     yield process_subject(task, *args)
                     bar.update()
             return
-        pool = ProcessPoolExecutor(
-            max_workers=min(workers, len(tasks)),
-            mp_context=multiprocessing.get_context(),
-            initializer=init_worker,
-        )
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=init_worker)
         done = 0
         try:
             futures = [pool.submit(process_subject, task, *args) for task in tasks]
