@@ -218,8 +218,12 @@ class BatchAugment:
         return f"BatchAugment({inner})"
 
 
-def batch_generator(device: torch.device, *keys: int) -> torch.Generator:
-    """A generator on ``device`` seeded from integer ``keys`` (e.g. seed, epoch, batch, rank)."""
+def mixed_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer ``keys`` (e.g. seed, epoch, batch, rank)."""
     state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint32)
-    seed = (int(state[0]) << 32) | int(state[1])
-    return torch.Generator(device=device).manual_seed(seed & 0x7FFF_FFFF_FFFF_FFFF)
+    return ((int(state[0]) << 32) | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def batch_generator(device: torch.device, *keys: int) -> torch.Generator:
+    """A generator on ``device`` seeded from integer ``keys`` (see :func:`mixed_seed`)."""
+    return torch.Generator(device=device).manual_seed(mixed_seed(*keys))

@@ -1,15 +1,13 @@
-"""Lightning callbacks of a training run: per-epoch history, epoch seeding, interruption notice."""
+"""Lightning callbacks of a training run: the per-epoch history and the interruption notice."""
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_only
@@ -65,26 +63,6 @@ class EpochHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict.get("rows", []))
-
-
-class EpochSeed(L.Callback):
-    """Reseeds the global RNGs (dropout, anything else) from (seed, epoch, rank) at each epoch.
-
-    Lightning checkpoints do not hold RNG states; drawing them from the epoch number instead
-    makes a run resumed from ``last.ckpt`` bit-identical to an uninterrupted one on CPU.
-    """
-
-    def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        state = np.random.SeedSequence(
-            [self.seed & 0xFFFFFFFF, trainer.current_epoch, trainer.global_rank]
-        )
-        value = int(state.generate_state(1)[0])
-        random.seed(value)
-        np.random.seed(value)
-        torch.manual_seed(value)
 
 
 class InterruptNotice(L.Callback):

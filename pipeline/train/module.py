@@ -14,7 +14,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
 from pipeline.inference import SLICE_MODES, subject_logits_to_probs
-from pipeline.train.augment import BatchAugment, batch_generator
+from pipeline.train.augment import BatchAugment, batch_generator, mixed_seed
 from pipeline.train.data import Batch
 from pipeline.train.errors import NonFiniteLossError
 
@@ -95,11 +95,13 @@ class StageClassifier(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch["image"], batch["label"]
+        # Every random draw of a step (augmentation, dropout) comes from (seed, epoch, batch,
+        # rank): Lightning checkpoints hold no RNG state, and this way a run resumed from
+        # last.ckpt repeats exactly what the uninterrupted run would have done.
+        keys = (self.seed, self.current_epoch, batch_idx, self.global_rank)
+        torch.manual_seed(mixed_seed(*keys, 1))
         if self.augment is not None:
-            generator = batch_generator(
-                x.device, self.seed, self.current_epoch, batch_idx, self.global_rank
-            )
-            x = self.augment(x, generator)
+            x = self.augment(x, batch_generator(x.device, *keys))
         x, y = self._samples(x, y)
         logits = self.net(x)
         loss = F.cross_entropy(

@@ -36,7 +36,7 @@ from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
 from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash, to_container
 from pipeline.models import input_channels, sized_model_config
 from pipeline.provenance import package_versions, write_pip_freeze
-from pipeline.train.callbacks import EpochHistory, EpochSeed, InterruptNotice
+from pipeline.train.callbacks import EpochHistory, InterruptNotice
 from pipeline.train.cohort import (
     check_finite,
     class_indices,
@@ -282,7 +282,6 @@ def _train_fold(
     )
     callbacks = [
         EpochHistory(fdir / "metrics.csv"),
-        EpochSeed(seed),
         InterruptNotice(ckpt_dir / "last.ckpt", resume_command),
         LearningRateMonitor(logging_interval="epoch"),
         EarlyStopping(
@@ -291,15 +290,24 @@ def _train_fold(
             patience=int(tc.early_stopping.patience),
             min_delta=float(tc.early_stopping.min_delta),
         ),
+        # Both save at the end of the training epoch, after EpochHistory has recorded it.
         ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best",
             monitor=MONITOR,
             mode="max",
             save_top_k=1,
-            save_last=True,
-            save_on_train_epoch_end=True,  # after EpochHistory has recorded the epoch
+            save_on_train_epoch_end=True,
             auto_insert_metric_name=False,
+            enable_version_counter=False,
+        ),
+        # A separate, unmonitored callback: Lightning 2.6's save_last=True only rewrites
+        # last.ckpt in epochs that also improved the best model, which is no use for resuming.
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="last",
+            save_top_k=1,
+            save_on_train_epoch_end=True,
             enable_version_counter=False,
         ),
     ]
