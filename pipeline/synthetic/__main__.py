@@ -57,18 +57,24 @@ def summary(plans: list[CohortPlan]) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synthetic")
-def main(cfg: DictConfig) -> None:
-    """Generate every configured cohort that is missing or out of date."""
-    plans = plans_from_config(cfg)
+def out_of_date(plans: list[CohortPlan], force: bool = False) -> list[CohortPlan]:
+    """The plans whose folder is missing or was made with other settings (all with ``force``)."""
     todo = []
     for plan in plans:
         stamp = read_stamp(plan.out_dir)
-        if not cfg.force and stamp and stamp.get("settings_hash") == plan.settings_hash():
+        if not force and stamp and stamp.get("settings_hash") == plan.settings_hash():
             log.info("%s is up to date (settings %s); force=true regenerates it",
                      plan.out_dir, plan.settings_hash())
         else:
             todo.append(plan)
+    return todo
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="synthetic")
+def main(cfg: DictConfig) -> None:
+    """Generate every configured cohort that is missing or out of date."""
+    plans = plans_from_config(cfg)
+    todo = out_of_date(plans, force=bool(cfg.force))
     started = time.perf_counter()
     if todo:
         n = sum(len(p.tasks) for p in todo)

@@ -85,6 +85,7 @@ class AnatomyModel:
     cortex_mm_per_decade: float
     cortex_mm_per_severity: float
     regional_mm_per_severity: float
+    regional_sd_mm: float
     cortex_sd_mm: float
     skull_scale_sd: float
 

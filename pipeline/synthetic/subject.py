@@ -8,6 +8,7 @@ whatever other subjects are made beside it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ import pydicom.uid
 
 from pipeline.synthetic.atlas import Atlas, load_atlas
 from pipeline.synthetic.export import (
-    INSTANCE_ORDERS,
     Identity,
     ScannerInfo,
     Series,
@@ -128,7 +128,8 @@ def draw_anatomy(rng: np.random.Generator, person: Person, model: AnatomyModel, 
         wave_amplitudes=amplitudes,
         ventricle_expansion_mm=float(np.clip(ventricles, -1.5, 12.0)),
         cortical_thinning_mm=float(max(cortex, 0.0)),
-        regional_thinning_mm=model.regional_mm_per_severity * person.severity,
+        regional_thinning_mm=float(max(0.0, model.regional_mm_per_severity * person.severity
+                                       + rng.normal(0.0, model.regional_sd_mm))),
         skull_scale=float(np.clip(1.0 + rng.normal(0.0, model.skull_scale_sd), 0.7, 1.4)),
         contrast_csf=_uniform(rng, site.csf_wm_ratio),
         contrast_gm=_uniform(rng, site.gm_wm_ratio),
@@ -181,6 +182,10 @@ def place_stack(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
     geometry = axial_stack(centre=centre, n_slices=site.n_slices, spacing_mm=spacing,
                            thickness_mm=thickness, rows=rows, cols=cols, pixel_mm=pixel,
                            tilt_deg=tilt, mirrored=feet_first)
+    # Positions are measured along the normal of the geometry as written (rounded), as a reader
+    # of the headers will measure them.
+    normal = geometry.normals[0] / np.linalg.norm(geometry.normals[0])
+    up = normal if normal[2] > 0 else -normal
     return Placement(geometry=geometry, up=up, feet_first=feet_first, tilt_deg=tilt,
                      brain_low_mm=low, brain_high_mm=high, stack_offset_mm=offset)
 
@@ -213,23 +218,76 @@ def _truncate(path: Path) -> None:
     path.write_bytes(data[:TRUNCATED_BYTES])
 
 
-def generate_subject(task: SubjectTask) -> dict[str, Any]:
-    """Make one subject's files under ``<dicom_root>/<subject_id>/``; return its truth row."""
-    atlas = load_atlas()
+@dataclass(frozen=True)
+class SubjectDraw:
+    """Every random choice about one subject, drawn in a fixed order from its seed."""
+
+    person: Person
+    anatomy: Anatomy
+    placement: Placement
+    acquisition: Acquisition
+    identity: Identity
+    layout: str
+    extension: str
+    transfer_syntax: str
+    instance_order: str
+    with_localizer: bool
+    with_stray: bool
+    t1_number: int
+    rng: np.random.Generator  # continues with the noise, file names and folders
+
+
+def draw_subject(task: SubjectTask, atlas: Atlas) -> SubjectDraw:
+    """Draw who the subject is and how they were scanned and exported (nothing is rendered)."""
     site, model = task.site, task.model
     rng = np.random.default_rng(task.seed)
     person = draw_person(rng, task.label, model)
     anatomy = draw_anatomy(rng, person, model, site, atlas)
     placement = place_stack(rng, atlas, anatomy, site)
-    acq = draw_acquisition(rng, site)
-    who = make_identity(rng, person.sex, person.age)
-    layout = _choice(rng, site.layout)
-    extension = _choice(rng, site.extension)
-    syntax = _choice(rng, site.transfer_syntax)
-    order = _choice(rng, {k: v for k, v in site.instance_order.items() if k in INSTANCE_ORDERS})
-    with_localizer = bool(rng.random() < site.p_localizer)
-    with_stray = bool(rng.random() < site.p_stray_file)
-    t1_number = int(rng.integers(2, 9))
+    return SubjectDraw(
+        person=person,
+        anatomy=anatomy,
+        placement=placement,
+        acquisition=draw_acquisition(rng, site),
+        identity=make_identity(rng, person.sex, person.age),
+        layout=_choice(rng, site.layout),
+        extension=_choice(rng, site.extension),
+        transfer_syntax=_choice(rng, site.transfer_syntax),
+        instance_order=_choice(rng, site.instance_order),
+        with_localizer=bool(rng.random() < site.p_localizer),
+        with_stray=bool(rng.random() < site.p_stray_file),
+        t1_number=int(rng.integers(2, 9)),
+        rng=rng,
+    )
+
+
+def render_slices(task: SubjectTask, indices: list[int]) -> np.ndarray:
+    """Physical-valued images of some slices of the subject's T1 (geometric order), in memory.
+
+    The same anatomy, pose, geometry and scanner as the written series, with fresh noise: for
+    measuring difficulty without writing or reading DICOM (benchmarks/bench_synthetic.py).
+    """
+    atlas = load_atlas()
+    draw = draw_subject(task, atlas)
+    geo = draw.placement.geometry
+    sub = dataclasses.replace(geo, origins=geo.origins[indices], row_dirs=geo.row_dirs[indices],
+                              col_dirs=geo.col_dirs[indices])
+    images = render(atlas, draw.anatomy, sub).images
+    values = acquire(images, draw.acquisition, sub, draw.rng)
+    stored = to_stored(values, draw.acquisition)
+    return stored * draw.acquisition.rescale_slope + draw.acquisition.rescale_intercept
+
+
+def generate_subject(task: SubjectTask) -> dict[str, Any]:
+    """Make one subject's files under ``<dicom_root>/<subject_id>/``; return its truth row."""
+    atlas = load_atlas()
+    site = task.site
+    draw = draw_subject(task, atlas)
+    person, anatomy, placement, acq = draw.person, draw.anatomy, draw.placement, draw.acquisition
+    who, rng = draw.identity, draw.rng
+    layout, extension, syntax = draw.layout, draw.extension, draw.transfer_syntax
+    order, with_localizer, with_stray = draw.instance_order, draw.with_localizer, draw.with_stray
+    t1_number = draw.t1_number
 
     geo = placement.geometry
     t1 = render(atlas, anatomy, geo)
