@@ -183,7 +183,7 @@ Every metric below is optimistic.</div>
 
 <h2>Cohort</h2>
 <p>{{ m.n_subjects }} subjects, {{ m.n_samples }} scored case(s) (subject/session),
-{{ rejected_rows | length }} input(s) rejected by preprocessing.</p>
+{{ rejected_rows | length }} input(s) rejected by preprocessing{{ rejected_summary }}.</p>
 {{ counts_html | safe }}
 
 <h2>Metrics</h2>
@@ -283,6 +283,14 @@ this model only.</p>
 """
 
 
+def rejected_summary(rejected: pd.DataFrame) -> str:
+    """`` (1 subject, 55 series)``: rejected inputs counted by level, or nothing."""
+    if rejected.empty or "level" not in rejected:
+        return ""
+    counts = rejected["level"].value_counts()
+    return " (" + ", ".join(f"{n} {level}" for level, n in counts.items()) + ")"
+
+
 def render_report(content: ReportContent) -> str:
     """The report page as a string (images embedded)."""
     env = jinja2.Environment(
@@ -313,6 +321,7 @@ def render_report(content: ReportContent) -> str:
         explanations=explanations,
         rejected_columns=list(rejected.columns),
         rejected_rows=rejected.to_dict("records"),
+        rejected_summary=rejected_summary(content.rejected),
         excluded_rows=content.excluded.astype(str).to_dict("records"),
     )
 

@@ -250,6 +250,9 @@ def evaluate(
             "n_scored": int(mask.sum()),
             "n_excluded": len(excluded),
             "n_rejected": len(rejected),
+            "rejected_by_level": rejected["level"].value_counts().to_dict()
+            if "level" in rejected
+            else {},
             "counts": {name: int((scored["label"] == name).sum()) for name in classes},
         },
         "model": model_summary(ckpt, ckpt_path),

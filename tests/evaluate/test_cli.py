@@ -38,6 +38,7 @@ def test_evaluate_cli_end_to_end_and_its_user_errors(tmp_path, fakes) -> None:
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["n_subjects"] == 10
     assert metrics["model"]["checkpoint_sha256"] and (tmp_path / "report" / ".hydra").is_dir()
+    assert (tmp_path / "report" / "evaluate.log").exists()
     assert ckpt.exists()
 
     leaked = fakes.write_checkpoint(

@@ -139,6 +139,7 @@ def test_report_folder_files_exist_open_and_agree(tmp_path, fakes, evaluate_cfg,
         }
     assert metrics["n_subjects"] == 12 and metrics["n_samples"] == 14
     assert metrics["cohort"]["n_excluded"] == 1 and metrics["cohort"]["n_rejected"] == 1
+    assert metrics["cohort"]["rejected_by_level"] == {"series": 1}
     assert metrics["overlap"] is False and metrics["model"]["n_models"] == 1
     assert set(metrics["by_site"]) == {"siteA", "siteB"}
 
@@ -202,6 +203,7 @@ def test_report_folder_files_exist_open_and_agree(tmp_path, fakes, evaluate_cfg,
         assert src.startswith("data:image/png;base64,")
         assert png_ok(base64.b64decode(src.split(",", 1)[1]))
     assert "sub-bad" in text and "43 slices, expected 44" in text  # the rejected list
+    assert "rejected by preprocessing (1 series)" in " ".join(text.split())
     assert "sub-nolabel" in text and metrics["config_hash"] in text
     assert (out / "config.yaml").exists() and (out / "pip_freeze.txt").exists()
 
