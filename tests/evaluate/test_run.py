@@ -248,6 +248,7 @@ def test_kfold_checkpoint_is_ensembled_with_per_fold_numbers(tmp_path, fakes, ev
     assert "Per fold" in " ".join(parse_report(out / "report.html").text)
 
 
+@pytest.mark.slow
 def test_slices_mode_with_a_monai_network(tmp_path, fakes, evaluate_cfg, cohort):
     ckpt = fakes.write_checkpoint(
         tmp_path / "best.pt", fakes.monai_densenet(in_channels=1), slice_mode="slices", n_folds=2
