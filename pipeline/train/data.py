@@ -165,10 +165,7 @@ class CohortDataModule(L.LightningDataModule):
             sampler: Sampler[int] = ClassBalancedSampler(self.train_set.labels, self.seed)
         else:
             sampler = EpochShuffleSampler(len(self.train_set), self.seed)
-        # A last batch of one sample would break BatchNorm; dropping the remainder is harmless
-        # because the order changes every epoch.
-        drop_last = len(self.train_set) > self.batch_size
-        return self._loader(self.train_set, self.batch_size, sampler=sampler, drop_last=drop_last)
+        return self._loader(self.train_set, self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, 2 * self.batch_size, shuffle=False)

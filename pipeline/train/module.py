@@ -93,7 +93,7 @@ class StageClassifier(L.LightningModule):
             return x.reshape(b * s, 1, h, w), y.repeat_interleave(s)
         return x, y
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         x, y = batch["image"], batch["label"]
         # Every random draw of a step (augmentation, dropout) comes from (seed, epoch, batch,
         # rank): Lightning checkpoints hold no RNG state, and this way a run resumed from
@@ -103,6 +103,10 @@ class StageClassifier(L.LightningModule):
         if self.augment is not None:
             x = self.augment(x, batch_generator(x.device, *keys))
         x, y = self._samples(x, y)
+        if len(y) < 2:
+            # BatchNorm cannot normalise a lone sample (a last batch of one); the order changes
+            # every epoch, so that sample is seen in other epochs.
+            return None
         logits = self.net(x)
         loss = F.cross_entropy(
             logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing

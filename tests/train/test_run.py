@@ -161,6 +161,14 @@ def test_nan_loss_names_epoch_and_batch() -> None:
         module.training_step(batch, 5)
 
 
+def test_a_lone_sample_batch_is_skipped_not_fatal() -> None:
+    module = StageClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(12)), ["CN", "MCI", "AD"]
+    )
+    batch = {"image": torch.zeros(1, 3, 2, 2), "label": torch.tensor([1])}
+    assert module.training_step(batch, 0) is None
+
+
 def test_cache_with_nan_pixels_is_refused(tmp_path, train_cfg, fake_cache) -> None:
     cfg = train_cfg()
     cache = fake_cache(cfg, n_subjects=24)
