@@ -37,13 +37,15 @@ def predict_probabilities(
     batch_size: int = 64,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """Probabilities ``(N, K)`` for ``images`` ``(N, S, H, W)``, read from a memory map in batches."""
+    """Probabilities ``(N, K)`` for ``images`` ``(N, S, H, W)``, read in batches."""
     device = torch.device(device) if device is not None else default_device()
     model = model.to(device).eval()
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32))
-        out.append(subject_logits_to_probs(model, batch.to(device), slice_mode).float().cpu().numpy())
+        # np.array copies out of the read-only memory map, so torch gets a writable buffer.
+        batch = torch.from_numpy(np.array(images[start : start + batch_size], dtype=np.float32))
+        probs = subject_logits_to_probs(model, batch.to(device), slice_mode)
+        out.append(probs.float().cpu().numpy())
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out, axis=0)
