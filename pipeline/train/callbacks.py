@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from pipeline.train.errors import TrainError
 from pipeline.utils.atomic import write_csv
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class InterruptNotice(L.Callback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
+        if isinstance(exception, TrainError):
+            return  # a problem with the data or settings: resuming would meet it again
         what = (
             "Interrupted"
             if isinstance(exception, KeyboardInterrupt)

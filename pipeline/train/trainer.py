@@ -7,7 +7,9 @@
   ``32-true`` elsewhere (CPU training stays in full precision and bit-reproducible);
 - ``deterministic``: ``true`` on CPU (same config + seed -> same numbers), ``false`` on GPU where
   several cuDNN kernels have no deterministic version;
-- ``benchmark`` (cudnn.benchmark): ``true`` on GPU, ``false`` on CPU.
+- ``benchmark`` (cudnn.benchmark): ``true`` on GPU, ``false`` on CPU;
+- ``sync_batchnorm``: ``true`` on GPU (BatchNorm statistics over all DDP processes), ``false`` on
+  CPU where PyTorch's SyncBatchNorm does not run.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def resolve_trainer_settings(settings: dict[str, Any]) -> dict[str, Any]:
         resolved["deterministic"] = not cuda
     if resolved.get("benchmark", AUTO) == AUTO:
         resolved["benchmark"] = cuda
+    if resolved.get("sync_batchnorm") == AUTO:
+        resolved["sync_batchnorm"] = cuda
     if cuda:
         # TF32 tensor cores for the float32 parts of mixed precision.
         torch.set_float32_matmul_precision("high")

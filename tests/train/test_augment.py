@@ -12,10 +12,12 @@ from hydra.utils import instantiate
 from pipeline.config import CONF_DIR
 from pipeline.train.augment import (
     BatchAugment,
+    RandAdjustContrastBatch,
     RandAffineBatch,
     RandBiasFieldBatch,
     RandFlipBatch,
     RandGaussianNoiseBatch,
+    RandGaussianSmoothBatch,
     RandScaleIntensityBatch,
     RandShiftIntensityBatch,
     batch_generator,
@@ -134,3 +136,30 @@ def test_bias_field_is_smooth_positive_and_bounded() -> None:
     assert out.log().abs().max() <= 0.1 * terms + 1e-5
     assert out.diff(dim=-1).abs().max() < 0.05  # smooth: small neighbour differences
     assert not math.isclose(float(out.std()), 0.0)
+
+
+def test_contrast_keeps_each_sample_range_and_orders_pixels() -> None:
+    x = torch.rand(6, 3, 16, 16) * 2.0 - 0.5
+    out = RandAdjustContrastBatch(prob=1.0, gamma=1.5)(x, batch_generator(CPU, 4))
+    flat_in, flat_out = x.flatten(1), out.flatten(1)
+    assert torch.allclose(flat_out.min(1).values, flat_in.min(1).values, atol=1e-5)
+    assert torch.allclose(flat_out.max(1).values, flat_in.max(1).values, atol=1e-5)
+    order_in, order_out = flat_in.argsort(1), flat_out.argsort(1)
+    assert (order_in == order_out).float().mean() > 0.99  # monotonic: the ranking is kept
+    assert not torch.allclose(out, x, atol=1e-3)
+    with pytest.raises(ValueError):
+        RandAdjustContrastBatch(gamma=0.5)
+
+
+def test_smoothing_keeps_mass_and_constants_with_a_kernel_per_sample() -> None:
+    x = torch.zeros(4, 3, 21, 21)
+    x[:, :, 10, 10] = 1.0
+    out = RandGaussianSmoothBatch(prob=1.0, sigma_min=0.5, sigma_max=1.5)(
+        x, batch_generator(CPU, 0)
+    )
+    assert torch.allclose(out.sum(dim=(2, 3)), torch.ones(4, 3), atol=1e-5)
+    peaks = out[:, 0, 10, 10]
+    assert len(set(peaks.tolist())) == 4  # each sample its own sigma
+    assert torch.equal(out[:, 0], out[:, 2])  # the same kernel for every slice of a sample
+    flat = torch.full((2, 3, 9, 9), 0.7)
+    assert torch.allclose(RandGaussianSmoothBatch(prob=1.0)(flat, batch_generator(CPU, 1)), flat)
