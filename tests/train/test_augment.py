@@ -42,6 +42,8 @@ def test_default_config_builds_every_transform_and_flip_is_off() -> None:
     augment = _default_augment()
     kinds = {type(t) for t in augment.transforms.values()}
     assert kinds == {
+        RandAdjustContrastBatch,
+        RandGaussianSmoothBatch,
         RandAffineBatch,
         RandFlipBatch,
         RandScaleIntensityBatch,

@@ -81,7 +81,12 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
 
 
 def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_freeze) -> None:
-    cfg = train_cfg("train.folds=3", "trainer.max_epochs=1")
+    cfg = train_cfg(
+        "train.folds=3",
+        "trainer.max_epochs=1",
+        "train.sampler=balanced",
+        "train.class_weights=none",
+    )
     fake_cache(cfg, n_subjects=30)
     run = tmp_path / "run"
     result = train(cfg, run)
@@ -103,7 +108,7 @@ def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_
 def test_slices_mode_trains_a_one_channel_model(
     tmp_path, train_cfg, fake_cache, quick_freeze
 ) -> None:
-    cfg = train_cfg("data.slice_mode=slices", "trainer.max_epochs=1")
+    cfg = train_cfg("data.slice_mode=slices", "trainer.max_epochs=1", "train.scheduler=onecycle")
     cache = fake_cache(cfg, n_subjects=24)
     train(cfg, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run")
