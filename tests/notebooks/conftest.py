@@ -43,8 +43,11 @@ def parameter_defaults(source: str) -> dict[str, Any]:
     """``NAME = literal`` assignments of a parameters cell (anything else is an error)."""
     values: dict[str, Any] = {}
     for node in ast.parse(source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)):
+        if not (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             raise AssertionError(f"parameters cell: not a NAME = value line: {ast.unparse(node)}")
         values[node.targets[0].id] = ast.literal_eval(node.value)
     return values

@@ -1,18 +1,24 @@
-"""Both notebooks run end to end (nbclient) on a tiny demo they make themselves in a temp folder.
+"""Both notebooks run end to end (nbclient) on tiny cohorts, writing only under ``tmp_path``.
 
-With no cache at CACHE_DIR each notebook takes its "make a small demo" path: generate synthetic
-DICOM, preprocess, (train, evaluate). Everything is written under ``tmp_path``.
+With no cache at CACHE_DIR a notebook takes its "make a small demo" path (generate synthetic
+DICOM, preprocess, ...). The last test instead gives notebook 02 caches built the way `make demo`
+builds them (paths relative to the project folder) and runs it from a ``notebooks/`` folder, as
+Jupyter does.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from pipeline.cache import is_complete, load_cohort, read_table
 from pipeline.checkpoint import load_checkpoint
+from pipeline.config import CONF_DIR
+from pipeline.synthetic import generate_cohort
 
 
 def small_params(tmp_path: Path) -> dict[str, object]:
@@ -92,3 +98,49 @@ def test_train_and_evaluate_notebook(tmp_path, run_notebook, nbtools) -> None:
     explained = list((run_dir / "evaluate" / "explain").glob("*.png"))
     assert explained
     assert nbtools.png_count(nb) >= 3 + len(explained)
+
+
+def make_demo_like(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raw cohorts and caches under ``project`` as `make demo` makes them, but tiny."""
+    from pipeline.preprocess.run import preprocess_cohort
+
+    small = {"matrix": [[64, 64]], "workers": 2}
+    generate_cohort(project / "data/demo/dev", n_subjects=12, seed=3, site="A", **small)
+    generate_cohort(project / "data/demo/heldout", n_subjects=6, seed=4, site="B", **small)
+    monkeypatch.chdir(project)  # the conf/ defaults: relative paths data/..., cache/...
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        for data in ("demo_dev", "demo_heldout"):
+            cfg = compose("preprocess", overrides=[
+                f"data={data}", "normalize.size=64", "preprocess.workers=1",
+                "preprocess.progress=false",
+            ])  # fmt: skip
+            preprocess_cohort(cfg)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_notebook_reuses_make_demo_caches(
+    tmp_path, monkeypatch, run_notebook, nbtools
+) -> None:
+    project = tmp_path / "project"
+    make_demo_like(project, monkeypatch)
+    caches = {name: project / "cache" / name for name in ("demo_dev", "demo_heldout")}
+    recorded = {name: json.loads((c / "provenance.json").read_text()) for name, c in caches.items()}
+    assert recorded["demo_heldout"]["config"]["data"]["root"] == "data/demo/heldout/dicom"
+
+    (project / "notebooks").mkdir()
+    nb = run_notebook(
+        "02_train_and_evaluate.ipynb", project / "notebooks", DATA_DIR=str(project / "data/demo"),
+        CACHE_DIR=str(project / "cache"), RUNS_DIR=str(project / "runs"), EPOCHS=2,
+    )  # fmt: skip
+    text = check_ran_cleanly(nb, nbtools)
+
+    # Nothing was generated or preprocessed again: both caches were used as they are.
+    assert "generating" not in text and "No preprocessed cohort" not in text
+    assert "Preprocessing " not in text and "preprocessing again" not in text
+    assert text.count("Using the preprocessed cohort") == 2  # evaluate, then the leakage check
+    for name, cache in caches.items():
+        assert json.loads((cache / "provenance.json").read_text()) == recorded[name]
+    assert "Refused, as it should be:" in text
+    (run_dir,) = (project / "runs" / "notebook").iterdir()
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert metrics["n_subjects"] == 6 and metrics["cohort"]["name"] == "demo_heldout"
