@@ -42,16 +42,21 @@ class RandomBatchTransform:
         """Transform every sample of ``x`` (the chosen ones), each with its own random draw."""
         raise NotImplementedError
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, inplace: bool = False
+    ) -> torch.Tensor:
+        """Transform the chosen samples; ``inplace`` writes them into ``x`` (saves a copy)."""
         if self.prob == 0.0 or x.shape[0] == 0:
             return x
         chosen = torch.rand(x.shape[0], generator=generator, device=x.device) < self.prob
         index = chosen.nonzero().squeeze(1)
         if index.numel() == 0:
             return x
-        if index.numel() == x.shape[0]:
-            return self.transform(x, generator)
-        return x.index_copy(0, index, self.transform(x[index], generator))
+        everyone = index.numel() == x.shape[0]
+        out = self.transform(x if everyone else x[index], generator)
+        if not inplace:
+            return out if everyone else x.index_copy(0, index, out)
+        return x.copy_(out) if everyone else x.index_copy_(0, index, out)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
@@ -161,9 +166,9 @@ class RandAdjustContrastBatch(RandomBatchTransform):
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         n = x.shape[0]
         log_gamma = _uniform(n, -math.log(self.gamma), math.log(self.gamma), generator, x.device)
-        flat = x.flatten(1)
-        lo = flat.min(dim=1).values.view(-1, 1, 1, 1)
-        span = (flat.max(dim=1).values.view(-1, 1, 1, 1) - lo).clamp_min(1e-8)
+        lo, hi = torch.aminmax(x.flatten(1), dim=1)
+        lo = lo.view(-1, 1, 1, 1)
+        span = (hi.view(-1, 1, 1, 1) - lo).clamp_min(1e-8)
         unit = ((x - lo) / span).clamp(0.0, 1.0)
         return unit.pow(log_gamma.exp().view(-1, 1, 1, 1).to(x.dtype)) * span + lo
 
@@ -172,8 +177,8 @@ class RandGaussianSmoothBatch(RandomBatchTransform):
     """Gaussian blur, sigma drawn from [sigma_min, sigma_max] pixels (MONAI RandGaussianSmooth).
 
     Scanners differ in resolution; blurring the sharper training images stands in for a
-    coarser acquisition. One separable convolution filters the whole batch, each sample with
-    its own kernel.
+    coarser acquisition. Separable: a weighted sum of shifted copies along each axis, each
+    sample with its own weights (cheaper on a CPU than a grouped convolution).
     """
 
     def __init__(self, prob: float = 0.3, sigma_min: float = 0.25, sigma_max: float = 1.0) -> None:
@@ -184,19 +189,20 @@ class RandGaussianSmoothBatch(RandomBatchTransform):
         self.sigma_max = float(sigma_max)
 
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         sigma = _uniform(n, self.sigma_min, self.sigma_max, generator, x.device)
         radius = max(1, math.ceil(3.0 * self.sigma_max))
         offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
-        kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
-        kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(x.dtype)
-        kernel = kernel.repeat_interleave(c, dim=0)  # one kernel per (sample, channel)
-        # samples and channels become groups of one grouped convolution
-        flat = x.reshape(1, n * c, h, w)
-        flat = F.pad(flat, (radius, radius, radius, radius), mode="replicate")
-        flat = F.conv2d(flat, kernel.view(n * c, 1, 1, -1), groups=n * c)
-        flat = F.conv2d(flat, kernel.view(n * c, 1, -1, 1), groups=n * c)
-        return flat.view(n, c, h, w)
+        weights = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
+        weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype).view(n, 1, 1, -1)
+        padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+        rows = torch.zeros_like(padded[..., radius : radius + w])
+        for i in range(2 * radius + 1):
+            rows.add_(padded[..., i : i + w] * weights[..., i].view(n, 1, 1, 1))
+        out = torch.zeros_like(x)
+        for i in range(2 * radius + 1):
+            out.add_(rows[:, :, i : i + h, :] * weights[..., i].view(n, 1, 1, 1))
+        return out
 
 
 class RandGaussianNoiseBatch(RandomBatchTransform):
@@ -263,8 +269,11 @@ class BatchAugment:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if not self:
+            return x
+        x = x.clone()  # one copy; every transform then writes into it
         for transform in self.transforms.values():
-            x = transform(x, generator)
+            x = transform(x, generator, inplace=True)
         return x
 
     def __repr__(self) -> str:
