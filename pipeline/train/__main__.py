@@ -13,7 +13,8 @@ from omegaconf import DictConfig
 from pipeline.cache import CacheError
 from pipeline.config import CONF_DIR
 from pipeline.train.errors import TrainError
-from pipeline.train.run import _is_rank_zero, train
+from pipeline.train.run import train
+from pipeline.train.trainer import is_rank_zero
 
 log = logging.getLogger("pipeline.train")
 
@@ -29,7 +30,7 @@ def main(cfg: DictConfig) -> float | None:
     except (CacheError, TrainError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-    if _is_rank_zero() and result.checkpoint is not None:
+    if is_rank_zero() and result.checkpoint is not None:
         for item in result.folds:
             metrics = item["val_metrics"]
             log.info(

@@ -7,7 +7,7 @@ The run folder (``hydra.run.dir``) ends up holding:
 - ``metrics.csv`` (one row per epoch, with a ``fold`` column for k-fold) and ``training_curves.png``
 - ``checkpoints/best.pt`` (:mod:`pipeline.checkpoint`; one entry in ``folds`` per trained model)
 - Lightning's ``checkpoints/{best,last}.ckpt`` and ``logs/{csv,tensorboard}/`` -- under
-  ``fold_<i>/`` for each fold when ``train.folds`` > 1
+  ``fold_<i>/`` for each fold when ``train.folds`` > 1 (logs: one ``version_<n>`` per (re)start)
 - ``summary.json`` (best epoch and validation metrics per fold)
 """
 
@@ -21,22 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import pandas as pd
-import torch
-from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.cache import IMAGES, MANIFEST, PreprocessedCohort
-from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
+from pipeline.checkpoint import FORMAT_VERSION, save_checkpoint
 from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash, to_container
 from pipeline.models import input_channels, sized_model_config
 from pipeline.provenance import package_versions, write_pip_freeze
-from pipeline.train.callbacks import EpochHistory, InterruptNotice
 from pipeline.train.cohort import (
     check_finite,
     class_indices,
@@ -44,29 +38,24 @@ from pipeline.train.cohort import (
     open_cohort,
     rebuild_command,
 )
-from pipeline.train.data import CohortDataModule
 from pipeline.train.errors import TrainError
-from pipeline.train.module import StageClassifier
+from pipeline.train.fold import fold_dir, train_fold
 from pipeline.train.plots import plot_training_curves
 from pipeline.train.splits import (
     fold_subjects,
     make_split,
     read_split,
-    rows_of,
     shuffle_subject_labels,
     subject_labels,
     validate_split,
     write_split,
 )
-from pipeline.train.trainer import build_trainer, data_workers, uses_cuda
-from pipeline.utils.atomic import atomic_path, write_csv, write_json, write_text
+from pipeline.train.trainer import is_rank_zero
+from pipeline.utils.atomic import write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-#: The metric that picks the saved model and stops training early.
-MONITOR = "val/bal_acc"
 SPLIT_FILE = "split.csv"
-FOLD_RESULT = "fold_result.pt"
 _CACHE_KEYS = ("paths", *PREPROCESSING_KEYS)
 
 
@@ -84,15 +73,6 @@ class TrainResult:
         values = [f["val_metrics"].get("val_bal_acc") for f in self.folds if f.get("val_metrics")]
         values = [v for v in values if v is not None]
         return float(np.mean(values)) if values else None
-
-
-def _is_rank_zero() -> bool:
-    return getattr(rank_zero_only, "rank", 0) == 0
-
-
-def fold_dir(run_dir: Path, fold: int, n_folds: int) -> Path:
-    """Where one fold's Lightning checkpoints, logs and metrics live."""
-    return run_dir if n_folds == 1 else run_dir / f"fold_{fold}"
 
 
 def _has_training_state(run_dir: Path) -> bool:
@@ -180,153 +160,6 @@ def _log_split(split: pd.DataFrame, per_subject: pd.Series, classes: list[str]) 
         log.info("Fold %d subjects: %s", fold, "; ".join(parts))
 
 
-def _fold_entry(fdir: Path, train_ids: list[str], val_ids: list[str]) -> dict[str, Any]:
-    """The ``best.pt`` fold entry from the fold's best Lightning checkpoint and metrics.csv."""
-    best_path = fdir / "checkpoints" / "best.ckpt"
-    if not best_path.is_file():
-        raise TrainError(
-            f"No {best_path} after training: validation never produced {MONITOR} "
-            "(check that the validation subjects are not empty)."
-        )
-    lightning_ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
-    state = {
-        k.removeprefix("net."): v.contiguous()
-        for k, v in lightning_ckpt["state_dict"].items()
-        if k.startswith("net.")
-    }
-    best_epoch = int(lightning_ckpt["epoch"])
-    history = pd.read_csv(fdir / "metrics.csv")
-    row = history.loc[history["epoch"] == best_epoch]
-    metrics = (
-        {}
-        if row.empty
-        else {k: float(v) for k, v in row.iloc[0].items() if str(k).startswith("val_")}
-    )
-    return {
-        "state_dict": state,
-        "train_subjects": list(train_ids),
-        "val_subjects": list(val_ids),
-        "best_epoch": best_epoch,
-        "val_metrics": metrics,
-        "epochs_trained": int(history["epoch"].max()) + 1,
-    }
-
-
-def _train_fold(
-    cfg: DictConfig,
-    *,
-    cohort: PreprocessedCohort,
-    labels: np.ndarray,
-    split: pd.DataFrame,
-    fold: int,
-    n_folds: int,
-    run_dir: Path,
-    model_config: dict[str, Any],
-    resume: bool,
-    resume_command: str,
-) -> dict[str, Any] | None:
-    fdir = fold_dir(run_dir, fold, n_folds)
-    ckpt_dir = fdir / "checkpoints"
-    result_path = ckpt_dir / FOLD_RESULT
-    if resume and result_path.is_file():
-        log.info("Fold %d finished before the interruption; reusing %s", fold, result_path)
-        return torch.load(result_path, map_location="cpu", weights_only=True)
-
-    seed = int(cfg.seed) + fold
-    L.seed_everything(seed, workers=True, verbose=False)
-    train_ids, val_ids = fold_subjects(split, fold)
-    subjects = cohort.manifest["subject_id"].astype(str)
-    train_rows, val_rows = rows_of(train_ids, subjects), rows_of(val_ids, subjects)
-    classes = list(cfg.data.classes)
-    tc = cfg.train
-
-    class_weights = None
-    if tc.class_weights == "balanced":
-        class_weights = compute_class_weight(
-            "balanced", classes=np.arange(len(classes)), y=labels[train_rows]
-        ).tolist()
-        log.info(
-            "Loss weights per class: %s",
-            ", ".join(f"{c}={w:.2f}" for c, w in zip(classes, class_weights, strict=True)),
-        )
-    elif tc.class_weights not in (None, "none"):
-        raise TrainError(
-            f"train.class_weights must be 'balanced' or 'none', got {tc.class_weights!r}"
-        )
-
-    augment = instantiate(cfg.augment, _convert_="all") if cfg.get("augment") else None
-    module = StageClassifier(
-        build_model(model_config),
-        classes,
-        str(cfg.data.slice_mode),
-        lr=float(tc.lr),
-        weight_decay=float(tc.weight_decay),
-        scheduler=str(tc.scheduler),
-        warmup_epochs=float(tc.warmup_epochs),
-        class_weights=class_weights,
-        label_smoothing=float(tc.label_smoothing),
-        augment=augment,
-        seed=seed,
-    )
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    datamodule = CohortDataModule(
-        cohort.directory / IMAGES,
-        labels,
-        train_rows,
-        val_rows,
-        batch_size=int(tc.batch_size),
-        sampler=str(tc.sampler),
-        num_workers=data_workers(tc.num_workers, accelerator),
-        seed=seed,
-        pin_memory=uses_cuda(accelerator),
-    )
-    callbacks = [
-        EpochHistory(fdir / "metrics.csv"),
-        InterruptNotice(ckpt_dir / "last.ckpt", resume_command),
-        LearningRateMonitor(logging_interval="epoch"),
-        EarlyStopping(
-            monitor=MONITOR,
-            mode="max",
-            patience=int(tc.early_stopping.patience),
-            min_delta=float(tc.early_stopping.min_delta),
-        ),
-        # Both save at the end of the training epoch, after EpochHistory has recorded it.
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="best",
-            monitor=MONITOR,
-            mode="max",
-            save_top_k=1,
-            save_on_train_epoch_end=True,
-            auto_insert_metric_name=False,
-            enable_version_counter=False,
-        ),
-        # A separate, unmonitored callback: Lightning 2.6's save_last=True only rewrites
-        # last.ckpt in epochs that also improved the best model, which is no use for resuming.
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="last",
-            save_top_k=1,
-            save_on_train_epoch_end=True,
-            enable_version_counter=False,
-        ),
-    ]
-    trainer = build_trainer(cfg.trainer, fold_dir=fdir, callbacks=callbacks)
-    last = ckpt_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if n_folds > 1:
-        log.info("Training fold %d of %d", fold, n_folds)
-    if ckpt_path:
-        log.info("Resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    if not trainer.is_global_zero:
-        return None
-    entry = _fold_entry(fdir, train_ids, val_ids)
-    with atomic_path(result_path, suffix=".pt") as tmp:
-        torch.save(entry, tmp)
-    return entry
-
-
 @rank_zero_only
 def _write_run_files(run_dir: Path, cfg: DictConfig, split: pd.DataFrame, resume: bool) -> None:
     write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(_config_tree(cfg))))
@@ -356,7 +189,7 @@ def train(
     run_dir = Path(run_dir)
     tc = cfg.train
     resume = bool(tc.resume)
-    if _is_rank_zero():
+    if is_rank_zero():
         if resume and not _has_training_state(run_dir):
             raise TrainError(
                 f"train.resume=true but {run_dir} holds no checkpoints to resume. "
@@ -420,7 +253,7 @@ def train(
     )
     resume_command = _command(command_overrides, f"hydra.run.dir={run_dir}", "train.resume=true")
     entries = [
-        _train_fold(
+        train_fold(
             cfg,
             cohort=cohort,
             labels=labels,
@@ -434,7 +267,7 @@ def train(
         )
         for fold in range(n_folds)
     ]
-    if not _is_rank_zero() or any(e is None for e in entries):
+    if not is_rank_zero() or any(e is None for e in entries):
         return TrainResult(run_dir=run_dir, checkpoint=None, folds=[])
     folds = [e for e in entries if e is not None]
 

@@ -25,10 +25,17 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0 (read from the launcher's environment, so it is
+    right before the Trainer exists: torchrun, SLURM and Lightning's own DDP launcher set it)."""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def uses_cuda(accelerator: str) -> bool:
@@ -75,11 +82,14 @@ def data_workers(setting: int | str, accelerator: str) -> int:
 
 
 def build_loggers(fold_dir: Path) -> list[Logger]:
-    """CSV and TensorBoard loggers in ``<fold_dir>/logs/`` (fixed folders: a resume appends)."""
+    """CSV and TensorBoard loggers in ``<fold_dir>/logs/{csv,tensorboard}/version_<n>/``.
+
+    A resumed run starts a new version folder instead of overwriting the earlier logs.
+    """
     logs = fold_dir / "logs"
     return [
-        CSVLogger(save_dir=logs, name="csv", version=""),
-        TensorBoardLogger(save_dir=logs, name="tensorboard", version="", default_hp_metric=False),
+        CSVLogger(save_dir=logs, name="csv"),
+        TensorBoardLogger(save_dir=logs, name="tensorboard", default_hp_metric=False),
     ]
 
 

@@ -35,7 +35,8 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     ):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    assert (run / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert "torch==" in (run / "pip_freeze.txt").read_text()
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["epoch"].tolist() == [0, 1]
