@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -17,6 +18,9 @@ from pipeline.train.run import train
 from pipeline.train.trainer import is_rank_zero
 
 log = logging.getLogger("pipeline.train")
+
+# Lightning 2.6 on torch 2.13 trips torch's own deprecation of LeafSpec; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

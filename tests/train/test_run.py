@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +39,8 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     assert list((run / "logs" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
     assert (run / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
     assert "torch==" in (run / "pip_freeze.txt").read_text()
+    curves = matplotlib.image.imread(run / "training_curves.png")
+    assert curves.ndim == 3 and curves.shape[0] > 100
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["epoch"].tolist() == [0, 1]
     assert {"train_loss", "val_loss", "val_bal_acc", "val_auc", "lr"} <= set(metrics.columns)
