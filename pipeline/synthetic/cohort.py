@@ -157,10 +157,26 @@ def _init_worker() -> None:
 
 
 @contextlib.contextmanager
+def _single_threaded() -> Iterator[None]:
+    """One torch and one BLAS thread for the block, as in a pool worker; restored after."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def subject_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """A process pool for ``workers > 1`` (``None``: work in this process)."""
+    """A process pool for ``workers > 1`` (``None``: work in this process, single-threaded)."""
     if workers <= 1:
-        yield None
+        with _single_threaded():
+            yield None
         return
     load_atlas()  # built once here; forked workers inherit it
     methods = multiprocessing.get_all_start_methods()
