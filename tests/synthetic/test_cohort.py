@@ -127,7 +127,7 @@ def test_export_mess_layouts_extensions_and_stray_files(cohort_a: Path, cohort_b
         for _, row in truth[truth["defect"] == ""].iterrows():
             subject_dir = root / "dicom" / row.subject_id
             series, other = read_subject(subject_dir)
-            t1 = [s for s in series.values() if "LOCALIZER" not in s.headers[0].ImageType][0]
+            t1 = next(s for s in series.values() if "LOCALIZER" not in s.headers[0].ImageType)
             folder = {p.parent for p in t1.paths}
             assert folder == {subject_dir / row.t1_folder if row.t1_folder else subject_dir}
             depth = len(Path(row.t1_folder).parts) if row.t1_folder else 0
