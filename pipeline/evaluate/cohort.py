@@ -79,13 +79,14 @@ def _other_source(directory: Path, root: str | None) -> str | None:
     """The data root a cache records, when ``root`` is an existing folder and a different one.
 
     Guards against a cache name reused for another cohort: evaluating it would score the wrong
-    subjects without a word.
+    subjects without a word. The preprocess stage records its root as an absolute path, so the
+    check does not depend on the folder the command is run from.
     """
     if not root or not Path(root).is_dir():
         return None
     provenance = json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))
-    recorded = (provenance.get("config") or {}).get("data", {}).get("root")
-    if not isinstance(recorded, str) or Path(recorded).resolve() == Path(root).resolve():
+    recorded = provenance.get("source_root")
+    if not isinstance(recorded, str) or Path(recorded) == Path(root).resolve():
         return None
     return recorded
 
@@ -116,7 +117,11 @@ def prepare_cohort(
         if recorded is None:
             log(f"Using the preprocessed cohort {candidate} (recipe {expected}).")
             return load_cohort(candidate, expected_hash=expected)
-        log(f"{candidate} was made from {recorded}, not data.root={root}: preprocessing again.")
+        raise CacheError(
+            f"The cache {candidate} holds cohort {name!r} preprocessed from {recorded}, not from "
+            f"data.root={root}. Pass another data.name for this cohort (or drop data.root to "
+            "evaluate the cached one)."
+        )
 
     other = _cached_hash(plain)
     target = sibling if other is not None and other != expected else plain

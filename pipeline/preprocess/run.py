@@ -194,6 +194,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     out = cache.cohort_dir(cfg.paths.cache, name)
     if not root.is_dir():
         raise PreprocessError(f"data.root={root} is not a folder (cohort {name!r}).")
+    _check_same_source(out, root, name)
     labels = read_labels(data.labels, classes) if data.get("labels") else None
 
     plan = plan_cohort(root, labels)
@@ -258,6 +259,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     timings["total_s"] = time.perf_counter() - started
     provenance = {
         "data_name": name,
+        "source_root": str(root.resolve()),
         "preprocessing": recipe,
         "preprocessing_hash": recipe_hash,
         "classes": classes,
@@ -272,6 +274,24 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     store.remove_others(paths.values())
     _log_summary(name, out, counts, rejected)
     return out
+
+
+def _check_same_source(out: Path, root: Path, name: str) -> None:
+    """Refuse to turn the cache of one cohort into the cache of another under the same name.
+
+    A reused ``data.name`` would otherwise silently replace, say, the development cohort's cache
+    with a held-out cohort's subjects, and every later stage would read the wrong people.
+    """
+    provenance_path = out / cache.PROVENANCE
+    if not provenance_path.exists():
+        return
+    recorded = json.loads(provenance_path.read_text(encoding="utf-8")).get("source_root")
+    if recorded and Path(recorded) != root.resolve():
+        raise PreprocessError(
+            f"The cache {out} holds cohort {name!r} preprocessed from {recorded}, not from "
+            f"data.root={root.resolve()}. Pass another data.name for this cohort, or delete {out} "
+            "if the data really moved."
+        )
 
 
 def _inputs_hash(

@@ -79,27 +79,26 @@ def test_without_cache_or_images_the_error_says_what_to_pass(
     assert fake_preprocess == []
 
 
-def test_a_cache_made_from_another_folder_is_not_reused(
+def test_a_cache_made_from_another_folder_is_refused_not_overwritten(
     tmp_path, fakes, evaluate_cfg, fake_preprocess
 ) -> None:
     subjects, labels = fakes.cohort_ids()
     cache = fakes.write_cache(tmp_path / "cache" / "held", subjects, labels)
     provenance = json.loads((cache / PROVENANCE).read_text())
-    provenance["config"] = {"data": {"root": str(tmp_path / "old_cohort")}}
+    provenance["source_root"] = str((tmp_path / "old_cohort").resolve())
     (cache / PROVENANCE).write_text(json.dumps(provenance))
     (tmp_path / "new_cohort").mkdir()
     ckpt = load_checkpoint(fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net()))
-    messages = []
     cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'new_cohort'}")
-    prepare_cohort(cfg, ckpt, log=messages.append)
-    assert len(fake_preprocess) == 1 and fake_preprocess[0].data.name == "held"
-    assert "old_cohort" in messages[0]
+    with pytest.raises(CacheError, match=r"old_cohort.*another data.name"):
+        prepare_cohort(cfg, ckpt, log=lambda _: None)
+    assert fake_preprocess == []  # the other cohort's cache was not touched
     # The same folder (spelled differently) is reused.
     cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'new_cohort'}/.")
-    provenance["config"] = {"data": {"root": str(tmp_path / "new_cohort")}}
+    provenance["source_root"] = str((tmp_path / "new_cohort").resolve())
     (cache / PROVENANCE).write_text(json.dumps(provenance))
     prepare_cohort(cfg, ckpt, log=lambda _: None)
-    assert len(fake_preprocess) == 1
+    assert fake_preprocess == []
 
 
 def test_cache_of_another_recipe_is_kept_and_a_sibling_built(

@@ -236,6 +236,17 @@ def test_bad_configuration_is_a_clear_error(cohort, tmp_path):
         preprocess_cohort(cohort_cfg(cohort, tmp_path, "test", "preprocess.shard=half"))
 
 
+def test_a_cache_is_never_replaced_by_another_cohorts_data(cohort, reference, tmp_path):
+    assert provenance(reference)["source_root"] == str(cohort.root.resolve())
+    other = tmp_path / "other_root"
+    shutil.copytree(cohort.root, other)
+    before = (reference / cache.IMAGES).read_bytes()
+    cfg = cohort_cfg(cohort, reference.parent, reference.name, f"data.root={other}")
+    with pytest.raises(PreprocessError, match=r"preprocessed from .*another data.name"):
+        preprocess_cohort(cfg)
+    assert (reference / cache.IMAGES).read_bytes() == before
+
+
 def all_output_bytes(*folders: Path) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for folder in folders for p in folder.rglob("*") if p.is_file()]
 
