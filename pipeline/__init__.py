@@ -2,11 +2,11 @@
 
 Stages, each a Hydra app configured from ``conf/``:
 
-- ``python -m pipeline.synthetic``  -- writes the built-in demo cohorts (``pipeline/synthetic/``)
-- ``python -m pipeline.preprocess`` -- DICOM/NIfTI -> cached mid-brain slices (``pipeline/preprocess/``)
-- ``python -m pipeline.train``      -- cached slices -> checkpoint (``pipeline/train/``)
-- ``python -m pipeline.evaluate``   -- checkpoint + held-out cohort -> report (``pipeline/evaluate/``)
-- ``python -m pipeline.predict``    -- checkpoint + unlabeled cohort -> predictions
+- ``python -m pipeline.synthetic``  -- the built-in demo cohorts (``synthetic/``)
+- ``python -m pipeline.preprocess`` -- DICOM/NIfTI -> cached mid-brain slices (``preprocess/``)
+- ``python -m pipeline.train``      -- cached slices -> checkpoint (``train/``)
+- ``python -m pipeline.evaluate``   -- checkpoint + held-out cohort -> report (``evaluate/``)
+- ``python -m pipeline.predict``    -- checkpoint + unlabeled cohort -> predictions (``predict.py``)
 
 The files that pass between stages are defined in :mod:`pipeline.cache` (preprocessed cohort)
 and :mod:`pipeline.checkpoint` (trained model).

@@ -208,7 +208,7 @@ def explain_cases(
     cams: list[GradCAM] | None = None
     explanations = []
     for row, case in cases.iterrows():
-        image = torch.from_numpy(np.asarray(images[int(row)], dtype=np.float32)).to(device)
+        image = torch.from_numpy(np.array(images[int(row)], dtype=np.float32)).to(device)
         class_idx = classes.index(case["predicted"])
         gradcam = occlusion = None
         if settings.get("gradcam", True):

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from pipeline.utils.atomic import atomic_path
 
@@ -79,7 +75,8 @@ def write_qc_montage(
     canvas = montage(images, rows, per_line, gap)
     # About 1.6 inches per slice whatever normalize.size is: labels stay readable.
     scale = 1.6 / width
-    fig = plt.figure(figsize=(canvas.shape[1] * scale, canvas.shape[0] * scale + 0.4))
+    # The object API (no pyplot): no global backend switch, so notebooks keep inline figures.
+    fig = Figure(figsize=(canvas.shape[1] * scale, canvas.shape[0] * scale + 0.4))
     ax = fig.add_axes((0.0, 0.0, 1.0, canvas.shape[0] * scale / fig.get_figheight()))
     ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.axis("off")
@@ -113,5 +110,4 @@ def write_qc_montage(
     with atomic_path(path, suffix=".png") as tmp:
         # Fast PNG compression: the montage is redrawn on every run; size matters less.
         fig.savefig(tmp, dpi=100, facecolor="white", pil_kwargs={"compress_level": 1})
-    plt.close(fig)
     return Path(path)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
+import matplotlib as mpl
 import pandas as pd
+from matplotlib.figure import Figure
 
 from pipeline.utils.atomic import atomic_path
 
@@ -28,8 +26,10 @@ def plot_training_curves(
     if "fold" not in frame.columns:
         frame["fold"] = 0
     folds = sorted(frame["fold"].unique())
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(11, 4), constrained_layout=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # The object API (no pyplot): no global backend switch, so notebooks keep inline figures.
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, len(PANELS))
+    colours = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (metric, title) in zip(axes, PANELS, strict=True):
         for i, fold in enumerate(folds):
             part = frame[frame["fold"] == fold].sort_values("epoch")
@@ -52,5 +52,4 @@ def plot_training_curves(
         ax.legend(fontsize="small")
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     return Path(path)
