@@ -13,9 +13,10 @@
    planes out of it, against our per-subject time (render only the written pixels), both in one
    process on the same subjects.
 2. Difficulty. The three central slices of every subject of both default cohorts, rendered in
-   memory with the generator's own geometry and scanner (no DICOM, no preprocess stage), cropped
-   to the head, resized to ``--size`` and percentile-scaled with MONAI transforms. Trained on the
-   development cohort (site A), tested on the held-out cohort (site B):
+   memory with the generator's own geometry and scanner (no DICOM reading, no preprocess run),
+   normalized by the project's own MONAI chain (conf/preprocessing: 1 mm pixels, crop to the
+   head, resize to ``--size``, percentile scaling). Trained on the development cohort (site A),
+   tested on the held-out cohort (site B):
    - linear baseline: PCA + logistic regression on the pixels (also 5-fold CV within dev);
    - a small CNN (the project's SimpleCNN) trained from scratch;
    - oracles: logistic regression on the true latent severity (the best any model can do with
@@ -37,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
-from monai.transforms import Compose, CropForeground, Resize, ScaleIntensityRangePercentiles
 from scipy import ndimage as ndi
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -46,8 +46,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.config import CONF_DIR
+from pipeline.config import CONF_DIR, to_container
 from pipeline.models.simple_cnn import SimpleCNN
+from pipeline.preprocess.transforms import SliceNormalizer
 from pipeline.synthetic.__main__ import plans_from_config
 from pipeline.synthetic.atlas import load_atlas
 from pipeline.synthetic.cohort import CohortPlan, run_plans, subject_pool
@@ -123,8 +124,9 @@ def _central_slices(task: SubjectTask) -> np.ndarray:
     return render_slices(task, [n // 2 - 1, n // 2, n // 2 + 1])
 
 
-def central_slices(plans: list[CohortPlan], workers: int) -> list[np.ndarray]:
-    """(N, 3, H, W) per cohort, usable subjects only, in task order."""
+def central_slices(plans: list[CohortPlan], workers: int
+                   ) -> list[list[tuple[np.ndarray, tuple[float, float]]]]:
+    """Per cohort, usable subjects only, in task order: (slices, pixel spacing)."""
     out = []
     with subject_pool(workers) as pool:
         for plan in plans:
@@ -135,15 +137,12 @@ def central_slices(plans: list[CohortPlan], workers: int) -> list[np.ndarray]:
     return out
 
 
-def normalise(images: list[np.ndarray], size: int) -> np.ndarray:
-    """Crop to the head, resize to size x size, scale the 1st-99th percentile to [0, 1]."""
-    chain = Compose([
-        CropForeground(select_fn=lambda x: x > 0.1 * np.percentile(x, 99), margin=2,
-                       allow_smaller=True),
-        Resize((size, size), mode="area"),
-        ScaleIntensityRangePercentiles(1, 99, 0.0, 1.0, clip=True),
-    ])
-    return np.stack([np.asarray(chain(im.astype(np.float32))) for im in images]).astype(np.float32)
+def normalise(stacks: list[tuple[np.ndarray, tuple[float, float]]], size: int) -> np.ndarray:
+    """The preprocess stage's normalization (conf/preprocessing/default.yaml) at ``size``."""
+    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
+        cfg = compose("preprocess", overrides=[f"normalize.size={size}"])
+    normalizer = SliceNormalizer(to_container(cfg.normalize))
+    return np.stack([normalizer(images, spacing) for images, spacing in stacks])
 
 
 def labels_of(plan: CohortPlan, classes: list[str]) -> np.ndarray:
@@ -242,7 +241,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["speed", "difficulty"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-subjects", type=int, default=3)
-    parser.add_argument("--size", type=int, default=96, help="image size for the models")
+    parser.add_argument("--size", type=int, default=128, help="image size (normalize.size)")
     parser.add_argument("--epochs", type=int, default=40, help="CNN epochs (0: skip the CNN)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the numbers here")

@@ -8,9 +8,10 @@ renderer samples:
   with CSF, and the *external-CSF depth*: the distance (mm) from each brain voxel to the nearest
   sulcal or surface CSF. Cortical thinning and sulcal widening of ``a`` mm turn the tissue with a
   depth below ``a`` into CSF.
-- ``coarse`` (2 mm, padded around the head, 4 channels): the ventricle-expansion field (3
-  components, mm per mm of expansion) and the signed distance to a smoothed brain outline (used
-  to draw CSF, skull and scalp around the brain).
+- ``coarse`` (2 mm, padded around the head, 5 channels): the direction away from the
+  ventricles (3 components) and the signed distance to their wall, which together give the
+  displacement of a ventricle enlargement, and the signed distance to a smoothed brain outline
+  (used to draw CSF, skull and scalp around the brain).
 
 Sampling these volumes on the planes of the slices we write is the only per-subject work; no
 subject ever gets a whole high-resolution volume.
@@ -34,8 +35,11 @@ COARSE_STEP_MM = 2
 #: T1 threshold of nilearn.datasets.load_mni152_brain_mask (its default).
 BRAIN_MASK_THRESHOLD = 0.2
 
-#: How far (mm) from the ventricle wall the expansion field reaches before fading out.
+#: How far (mm) beyond the moved ventricle wall the surrounding tissue is still compressed.
 VENTRICLE_REACH_MM = 18.0
+
+#: Distance given to voxels far from the ventricles (outside the box where it is computed).
+FAR_FROM_VENTRICLES_MM = 99.0
 
 #: Region (RAS mm) where the template's lateral ventricles lie; the largest deep-CSF component
 #: inside it is taken as the ventricles.
@@ -56,8 +60,9 @@ class Atlas:
     """Template-derived volumes, ready for ``torch.nn.functional.grid_sample``.
 
     ``fine`` is ``(1, 2, K, J, I)`` on the template's 1 mm grid: [T1 filled, external-CSF depth].
-    ``coarse`` is ``(1, 4, K', J', I')`` on a padded 2 mm grid: [ventricle field x, y, z (RAS),
-    signed distance to the brain outline (mm, > 0 outside)]. (i, j, k) are the template's voxel
+    ``coarse`` is ``(1, 5, K', J', I')`` on a padded 2 mm grid: [direction away from the
+    ventricles x, y, z (RAS), signed distance to the ventricle wall (mm, < 0 inside), signed
+    distance to the brain outline (mm, > 0 outside)]. (i, j, k) are the template's voxel
     axes (x, y, z); the tensors store them reversed so that x is contiguous.
     ``*_ras_to_index`` map RAS mm to (fractional) voxel indices (i, j, k) of each grid.
     """
@@ -137,13 +142,14 @@ def _ventricles(csf: np.ndarray, depth: np.ndarray, index_to_ras: np.ndarray) ->
     return labels == (int(np.argmax(sizes)) + 1)
 
 
-def _ventricle_field(ventricles: np.ndarray) -> np.ndarray:
-    """Unit pull-back field that enlarges the ventricles: ``(3, *shape)`` in voxel (=mm) units.
+def _ventricle_field(ventricles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the ventricle wall is and which way is out: ``(direction (3, ...), distance)``.
 
-    For an output point at distance ``p`` outside the ventricle wall, the field points towards
-    the wall with weight ``1 - p / reach``; sampling the template at ``x + r * field(x)`` moves the
-    wall outwards by about ``r * reach / (reach + r)`` mm and thins the tissue around it. Only a
-    box around the ventricles is computed; the field is zero elsewhere.
+    ``distance`` is the signed distance (mm) to the wall of the template's ventricles (< 0
+    inside); ``direction`` the vector pointing away from them (RAS voxel axes): unit length near
+    a wall, shorter on the medial axes where it flips. Only a box around the ventricles is
+    computed; outside it the direction is zero. :func:`pipeline.synthetic.render.ventricle_shift`
+    turns them into the pull-back displacement of an enlargement.
     """
     margin = int(VENTRICLE_REACH_MM) + 6
     idx = np.argwhere(ventricles)
@@ -152,22 +158,26 @@ def _ventricle_field(ventricles: np.ndarray) -> np.ndarray:
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     vent = ventricles[box]
     sdf = ndi.distance_transform_edt(~vent) - ndi.distance_transform_edt(vent)
-    sdf = ndi.gaussian_filter(sdf.astype(np.float32), 1.5)
+    sdf = ndi.gaussian_filter(sdf.astype(np.float32), 1.0)
     grad = np.stack(np.gradient(sdf))
-    norm = np.linalg.norm(grad, axis=0) + 1e-6
-    weight = np.clip(1.0 - sdf / VENTRICLE_REACH_MM, 0.0, 1.0)
-    # Smooth across the medial axes (between the two ventricles), where the direction flips.
-    field = np.zeros((3, *ventricles.shape), np.float32)
+    grad /= np.linalg.norm(grad, axis=0) + 1e-6
+    # Smoothing the unit vectors makes opposite ones cancel on the medial axes: the septum
+    # between the two ventricles barely moves, so it survives an enlargement.
+    grad = np.stack([ndi.gaussian_filter(g, 2.0) for g in grad])
+    direction = np.zeros((3, *ventricles.shape), np.float32)
+    distance = np.full(ventricles.shape, FAR_FROM_VENTRICLES_MM, np.float32)
     for axis in range(3):
-        field[(axis, *box)] = ndi.gaussian_filter(-grad[axis] / norm * weight, 2.0)
-    return field
+        direction[(axis, *box)] = grad[axis]
+    distance[box] = sdf
+    return direction, distance
 
 
 def _resample(volume: np.ndarray, index_map: np.ndarray, shape: tuple[int, ...],
-              order: int = 1, mode: str = "nearest") -> np.ndarray:
+              order: int = 1, mode: str = "nearest", cval: float = 0.0) -> np.ndarray:
     """Sample ``volume`` at the voxel indices ``index_map @ [i, j, k, 1]`` of a new grid."""
     return ndi.affine_transform(volume, index_map[:3, :3], offset=index_map[:3, 3],
-                                output_shape=shape, order=order, mode=mode).astype(np.float32)
+                                output_shape=shape, order=order, mode=mode,
+                                cval=cval).astype(np.float32)
 
 
 def _coarse_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -232,8 +242,11 @@ def load_atlas() -> Atlas:
 
     coarse_index_to_ras, coarse_shape = _coarse_grid(affine, t1.shape)
     coarse_to_template = np.linalg.inv(affine) @ coarse_index_to_ras
-    field = _ventricle_field(ventricles)
-    field_coarse = [_resample(c, coarse_to_template, coarse_shape, mode="constant") for c in field]
+    direction, distance = _ventricle_field(ventricles)
+    field_coarse = [_resample(c, coarse_to_template, coarse_shape, mode="constant")
+                    for c in direction]
+    field_coarse.append(_resample(distance, coarse_to_template, coarse_shape, mode="constant",
+                                  cval=FAR_FROM_VENTRICLES_MM))
     outline = _outline_distance(brain, coarse_to_template, coarse_shape, coarse_index_to_ras,
                                 float(affine[2, 3]))
 

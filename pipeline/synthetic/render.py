@@ -2,9 +2,9 @@
 
 Only the pixels we write are ever computed. For each series:
 
-1. the pixel grid, 4x coarser in-plane, goes from patient coordinates to the template through
+1. the pixel grid, 6x coarser in-plane, goes from patient coordinates to the template through
    the head pose, a smooth random deformation (a sum of random plane waves) and the subject's
-   ventricle expansion;
+   ventricle enlargement;
 2. those template coordinates and the smooth per-pixel quantities (distance to the brain outline,
    local cortical thinning) are upsampled bilinearly to every pixel (exact for the affine part,
    and the rest is smooth);
@@ -23,11 +23,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.synthetic.atlas import Atlas
+from pipeline.synthetic.atlas import VENTRICLE_REACH_MM, Atlas
 from pipeline.synthetic.geometry import HeadPose, SliceGeometry
 
 #: In-plane subsampling of the smooth quantities (pixels).
 COARSE_STEP = 6
+
+#: An enlarged ventricle is filled from this deep (mm) inside the template's wall: pure CSF,
+#: clear of the wall's partial volume.
+VENTRICLE_INSIDE_MM = 1.5
 
 #: Regions where Alzheimer's atrophy is strongest: (RAS centre mm, sigma mm). Medial temporal
 #: lobes (hippocampus, entorhinal cortex), lateral temporal and parietal association cortex.
@@ -66,7 +70,7 @@ class Anatomy:
     wave_vectors: np.ndarray  # (k, 3) rad/mm, smooth random deformation in template space
     wave_phases: np.ndarray  # (k,)
     wave_amplitudes: np.ndarray  # (k, 3) mm
-    ventricle_expansion_mm: float  # pull-back strength of the ventricle field
+    ventricle_expansion_mm: float  # how far (mm) the ventricle wall moves out (>= 0)
     cortical_thinning_mm: float  # everywhere
     regional_thinning_mm: float  # extra, scaled by the hotspot weight (disease pattern)
     skull_scale: float  # thickness of the layers outside the brain
@@ -77,6 +81,22 @@ class Anatomy:
         """Smooth random displacement (mm) at template points ``(..., 3)``."""
         phase = ras @ self.wave_vectors.T + self.wave_phases  # (..., k)
         return np.sin(phase) @ self.wave_amplitudes
+
+
+def ventricle_shift(distance: np.ndarray, expansion_mm: float) -> np.ndarray:
+    """Pull-back distance (mm, towards the ventricles) that moves their wall out by
+    ``expansion_mm``.
+
+    ``distance`` is the signed distance to the template's ventricle wall. Output points closer
+    than ``expansion_mm`` sample the template just inside the wall (pure CSF, never deeper, so a
+    large expansion cannot pull the opposite wall or the septum through); beyond, the tissue is
+    compressed, the shift fading to zero ``VENTRICLE_REACH_MM`` further out. The map stays
+    monotonic, so nothing folds.
+    """
+    e = max(float(expansion_mm), 0.0)
+    near = distance + VENTRICLE_INSIDE_MM
+    far = (e + VENTRICLE_INSIDE_MM) * (1.0 - (distance - e) / VENTRICLE_REACH_MM)
+    return np.clip(np.minimum(near, far), 0.0, None)
 
 
 def hotspot_weight(ras: np.ndarray) -> np.ndarray:
@@ -140,8 +160,9 @@ def render(atlas: Atlas, anatomy: Anatomy, geometry: SliceGeometry) -> Rendering
     ras = ras + anatomy.deformation(ras)
     coarse_grid = torch.from_numpy(grid_coordinates(atlas.coarse, atlas.coarse_ras_to_index, ras))
     coarse = sample(atlas.coarse, coarse_grid, padding="border").numpy()
-    ras = ras + anatomy.ventricle_expansion_mm * coarse[:3].T
-    outline = coarse[3] * (1.0 / anatomy.skull_scale)
+    shift = ventricle_shift(coarse[3], anatomy.ventricle_expansion_mm)
+    ras = ras - shift[:, None] * coarse[:3].T  # sample towards the ventricles
+    outline = coarse[4] * (1.0 / anatomy.skull_scale)
     thinning = anatomy.cortical_thinning_mm + anatomy.regional_thinning_mm * hotspot_weight(ras)
 
     # Upsample what the fine stage needs: fine-volume grid coordinates (affine in RAS, so

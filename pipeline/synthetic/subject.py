@@ -126,7 +126,7 @@ def draw_anatomy(rng: np.random.Generator, person: Person, model: AnatomyModel, 
         wave_vectors=vectors,
         wave_phases=phases,
         wave_amplitudes=amplitudes,
-        ventricle_expansion_mm=float(np.clip(ventricles, -1.5, 12.0)),
+        ventricle_expansion_mm=float(np.clip(ventricles, 0.0, 10.0)),
         cortical_thinning_mm=float(max(cortex, 0.0)),
         regional_thinning_mm=float(max(0.0, model.regional_mm_per_severity * person.severity
                                        + rng.normal(0.0, model.regional_sd_mm))),
@@ -261,11 +261,14 @@ def draw_subject(task: SubjectTask, atlas: Atlas) -> SubjectDraw:
     )
 
 
-def render_slices(task: SubjectTask, indices: list[int]) -> np.ndarray:
-    """Physical-valued images of some slices of the subject's T1 (geometric order), in memory.
+def render_slices(task: SubjectTask, indices: list[int]) -> tuple[np.ndarray, tuple[float, float]]:
+    """Some slices of the subject's T1, in memory: physical values ``(k, rows, cols)`` in the
+    geometric order, and the pixel spacing (row, column) in mm.
 
-    The same anatomy, pose, geometry and scanner as the written series, with fresh noise: for
-    measuring difficulty without writing or reading DICOM (benchmarks/bench_synthetic.py).
+    The same anatomy, pose, geometry and scanner as the written series, with fresh noise, shown
+    in the orientation a correct reader gives (columns from the patient's right to left, so a
+    feet-first export is mirrored back): for measuring difficulty without writing or reading
+    DICOM (benchmarks/bench_synthetic.py).
     """
     atlas = load_atlas()
     draw = draw_subject(task, atlas)
@@ -275,7 +278,10 @@ def render_slices(task: SubjectTask, indices: list[int]) -> np.ndarray:
     images = render(atlas, draw.anatomy, sub).images
     values = acquire(images, draw.acquisition, sub, draw.rng)
     stored = to_stored(values, draw.acquisition)
-    return stored * draw.acquisition.rescale_slope + draw.acquisition.rescale_intercept
+    physical = stored * draw.acquisition.rescale_slope + draw.acquisition.rescale_intercept
+    if sub.row_dirs[0][0] < 0:  # mirrored rows (feet-first): back to right-to-left columns
+        physical = physical[:, :, ::-1]
+    return np.ascontiguousarray(physical, dtype=np.float32), geo.pixel_spacing
 
 
 def generate_subject(task: SubjectTask) -> dict[str, Any]:
