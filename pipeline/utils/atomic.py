@@ -15,6 +15,18 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _default_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the process umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# mkstemp creates files readable by their owner only; the final file should look like any
+# other file the user writes (shared cohorts on a cluster are read by a group).
+_FILE_MODE = _default_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(
     path: str | os.PathLike[str], suffix: str = "", durable: bool = True
@@ -36,6 +48,7 @@ def atomic_path(
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         if durable:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
