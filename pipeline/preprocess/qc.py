@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
 
 from pipeline.utils.atomic import atomic_path
 
@@ -58,12 +58,25 @@ def montage(images: np.ndarray, rows: list[int], per_line: int, gap: int = 4) ->
     return canvas
 
 
+#: Vertical room for the title above the tiles, in pixels.
+TITLE_PX = 22
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` pixels (a fixed bitmap font where FreeType is absent)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # pragma: no cover - Pillow without FreeType
+        return ImageFont.load_default()
+
+
 def write_qc_montage(
     path: str | Path, images: np.ndarray, manifest: pd.DataFrame, n_samples: int = 12
 ) -> Path | None:
     """Draw the montage of up to ``n_samples`` subjects into ``path`` (PNG, written atomically).
 
-    One image with text labels rather than a grid of axes: fast enough to redraw on every run.
+    The slices are shown at their own pixel size (no resampling) with text drawn straight onto
+    the picture by Pillow: a few milliseconds, so it is redrawn on every run at no cost.
     Returns ``None`` (and writes nothing) when there is nothing to show.
     """
     rows = sample_rows(manifest, n_samples)
@@ -73,41 +86,35 @@ def write_qc_montage(
     per_line = 2 if len(rows) > 6 else 1  # two subjects side by side keeps the page compact
     gap = max(4, height // 8)
     canvas = montage(images, rows, per_line, gap)
-    # About 1.6 inches per slice whatever normalize.size is: labels stay readable.
-    scale = 1.6 / width
-    # The object API (no pyplot): no global backend switch, so notebooks keep inline figures.
-    fig = Figure(figsize=(canvas.shape[1] * scale, canvas.shape[0] * scale + 0.4))
-    ax = fig.add_axes((0.0, 0.0, 1.0, canvas.shape[0] * scale / fig.get_figheight()))
-    ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.axis("off")
+    picture = Image.new("L", (canvas.shape[1], canvas.shape[0] + TITLE_PX), 255)
+    picture.paste(Image.fromarray((canvas * 255).round().astype(np.uint8)), (0, TITLE_PX))
+    picture = picture.convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    font = _font(max(9, min(14, width // 10)))
     by_row = manifest.set_index("row")
-    style = {
-        "color": "yellow",
-        "fontsize": 7,
-        "va": "top",
-        "family": "monospace",
-        "bbox": {"facecolor": "black", "alpha": 0.6, "pad": 1, "linewidth": 0},
-    }
+
+    def label(x: int, y: int, text: str, anchor: str) -> None:
+        box = draw.textbbox((x, y), text, font=font, anchor=anchor)
+        draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill=(0, 0, 0))
+        draw.text((x, y), text, font=font, fill=(255, 255, 0), anchor=anchor)
+
     for k, row in enumerate(rows):
         meta = by_row.loc[row]
-        top = (k // per_line) * (height + gap)
+        top = TITLE_PX + (k // per_line) * (height + gap)
         left = (k % per_line) * n_slices * (width + gap) + gap
         name = str(meta["subject_id"]) + (f" {meta['session_id']}" if meta["session_id"] else "")
-        label = f" [{meta['label']}]" if meta["label"] else ""
-        ax.text(left + 2, top + 2, f"{name}{label}", **style)
+        tag = f" [{meta['label']}]" if meta["label"] else ""
+        label(left + 2, top + 2, f"{name}{tag}", "la")
         for s, position in enumerate(str(meta["slice_positions_mm"]).split(";")[:n_slices]):
-            x = left + s * (width + gap)
-            ax.text(
-                x + 2, top + height - 2, f"{float(position):.1f} mm", **style | {"va": "bottom"}
-            )
-    fig.text(
-        0.01,
-        0.99,
+            label(left + s * (width + gap) + 2, top + height - 2, f"{float(position):.1f} mm", "ld")
+    draw.text(
+        (gap, TITLE_PX // 2),
         f"QC: chosen slices of {len(rows)} of {len(manifest)} subjects",
-        va="top",
-        fontsize=9,
+        font=_font(13),
+        fill=(0, 0, 0),
+        anchor="lm",
     )
     with atomic_path(path, suffix=".png") as tmp:
         # Fast PNG compression: the montage is redrawn on every run; size matters less.
-        fig.savefig(tmp, dpi=100, facecolor="white", pil_kwargs={"compress_level": 1})
+        picture.save(tmp, format="PNG", compress_level=1)
     return Path(path)

@@ -6,7 +6,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 
-from pipeline.preprocess.qc import sample_rows, write_qc_montage
+from pipeline.preprocess.qc import TITLE_PX, montage, sample_rows, write_qc_montage
 
 
 def manifest(labels: list[str]) -> pd.DataFrame:
@@ -39,6 +39,12 @@ def test_montage_png_opens(tmp_path):
     images = np.random.default_rng(0).random((5, 3, 32, 32)).astype(np.float32)
     path = write_qc_montage(tmp_path / "qc.png", images, manifest(["CN", "AD"] * 2 + [""]), 4)
     picture = matplotlib.image.imread(path)
-    assert picture.ndim == 3 and picture.shape[0] > 100 and picture.shape[1] > 300
+    rows = sample_rows(manifest(["CN", "AD"] * 2 + [""]), 4)
+    gap, tile = 4, 32 + 4  # four subjects: one per line, slices at their own size
+    assert picture.shape[:2] == (TITLE_PX + len(rows) * tile, 3 * tile + gap)
+    # The middle of a tile (no text there) shows that subject's slice, in its display window.
+    canvas = montage(images, rows, per_line=1, gap=gap)
+    y, x = TITLE_PX + tile + 16, gap + tile + 16  # second subject, second slice
+    assert abs(picture[y, x, 0] - canvas[tile + 16, gap + tile + 16]) < 1.5 / 255
     assert write_qc_montage(tmp_path / "none.png", images[:0], manifest([]), 4) is None
     assert not (tmp_path / "none.png").exists()
