@@ -126,28 +126,63 @@ class RandFlipBatch(RandomBatchTransform):
         return x.flip(dim)
 
 
-class RandScaleIntensityBatch(RandomBatchTransform):
+class _PerSampleLinear(RandomBatchTransform):
+    """``x * a + b`` with per-sample ``(a, b)``: applied to the whole batch in one in-place pass,
+    the samples not chosen getting ``(1, 0)``. Cheaper than gathering the chosen samples,
+    transforming them and scattering them back, which costs three passes for one multiply."""
+
+    def coefficients(
+        self, n: int, generator: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample ``(a, b)`` for ``n`` samples, each of shape ``(n,)``."""
+        raise NotImplementedError
+
+    def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        a, b = self.coefficients(x.shape[0], generator, x.device)
+        return x * a.view(-1, 1, 1, 1).to(x.dtype) + b.view(-1, 1, 1, 1).to(x.dtype)
+
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, inplace: bool = False
+    ) -> torch.Tensor:
+        if self.prob == 0.0 or x.shape[0] == 0:
+            return x
+        n = x.shape[0]
+        chosen = torch.rand(n, generator=generator, device=x.device) < self.prob
+        if not chosen.any():
+            return x
+        a, b = self.coefficients(n, generator, x.device)
+        a = torch.where(chosen, a, torch.ones_like(a)).view(-1, 1, 1, 1).to(x.dtype)
+        b = torch.where(chosen, b, torch.zeros_like(b)).view(-1, 1, 1, 1).to(x.dtype)
+        out = x if inplace else x.clone()
+        return out.mul_(a).add_(b)
+
+
+class RandScaleIntensityBatch(_PerSampleLinear):
     """Multiply by ``1 + f``, ``f`` drawn from [-factors, factors] (MONAI RandScaleIntensity)."""
 
     def __init__(self, prob: float = 0.5, factors: float = 0.1) -> None:
         super().__init__(prob)
         self.factors = float(factors)
 
-    def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        factor = 1.0 + _uniform(x.shape[0], -self.factors, self.factors, generator, x.device)
-        return x * factor.view(-1, 1, 1, 1).to(x.dtype)
+    def coefficients(
+        self, n: int, generator: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        factor = 1.0 + _uniform(n, -self.factors, self.factors, generator, device)
+        return factor, torch.zeros_like(factor)
 
 
-class RandShiftIntensityBatch(RandomBatchTransform):
+class RandShiftIntensityBatch(_PerSampleLinear):
     """Add an offset drawn from [-offsets, offsets] (MONAI RandShiftIntensity)."""
 
     def __init__(self, prob: float = 0.5, offsets: float = 0.1) -> None:
         super().__init__(prob)
         self.offsets = float(offsets)
 
-    def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        offset = _uniform(x.shape[0], -self.offsets, self.offsets, generator, x.device)
-        return x + offset.view(-1, 1, 1, 1).to(x.dtype)
+    def coefficients(
+        self, n: int, generator: torch.Generator, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        offset = _uniform(n, -self.offsets, self.offsets, generator, device)
+        return torch.ones_like(offset), offset
 
 
 class RandAdjustContrastBatch(RandomBatchTransform):
@@ -169,8 +204,9 @@ class RandAdjustContrastBatch(RandomBatchTransform):
         lo, hi = torch.aminmax(x.flatten(1), dim=1)
         lo = lo.view(-1, 1, 1, 1)
         span = (hi.view(-1, 1, 1, 1) - lo).clamp_min(1e-8)
-        unit = ((x - lo) / span).clamp(0.0, 1.0)
-        return unit.pow(log_gamma.exp().view(-1, 1, 1, 1).to(x.dtype)) * span + lo
+        # One new tensor, every later step in place: this runs on every training batch.
+        unit = (x - lo).div_(span).clamp_(0.0, 1.0)
+        return unit.pow_(log_gamma.exp().view(-1, 1, 1, 1).to(x.dtype)).mul_(span).add_(lo)
 
 
 class RandGaussianSmoothBatch(RandomBatchTransform):
@@ -196,12 +232,13 @@ class RandGaussianSmoothBatch(RandomBatchTransform):
         weights = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
         weights = (weights / weights.sum(dim=1, keepdim=True)).to(x.dtype).view(n, 1, 1, -1)
         padded = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+        taps = weights.view(n, -1).unbind(1)  # (n,) per tap
         rows = torch.zeros_like(padded[..., radius : radius + w])
-        for i in range(2 * radius + 1):
-            rows.add_(padded[..., i : i + w] * weights[..., i].view(n, 1, 1, 1))
+        for i, tap in enumerate(taps):
+            rows.addcmul_(padded[..., i : i + w], tap.view(n, 1, 1, 1))
         out = torch.zeros_like(x)
-        for i in range(2 * radius + 1):
-            out.add_(rows[:, :, i : i + h, :] * weights[..., i].view(n, 1, 1, 1))
+        for i, tap in enumerate(taps):
+            out.addcmul_(rows[:, :, i : i + h, :], tap.view(n, 1, 1, 1))
         return out
 
 
@@ -215,7 +252,7 @@ class RandGaussianNoiseBatch(RandomBatchTransform):
     def transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         sigma = _uniform(x.shape[0], 0.0, self.std, generator, x.device).view(-1, 1, 1, 1)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return x + noise * sigma.to(x.dtype)
+        return noise.mul_(sigma.to(x.dtype)).add_(x)
 
 
 @lru_cache(maxsize=8)
