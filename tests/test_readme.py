@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,9 @@ NEEDS_PLUGIN = ("hydra/launcher=",)
 USER_CONFIGS = ("data=adni",)
 
 SHELL_FENCES = ("```bash", "```sh", "```console")
-INLINE = re.compile(r"`((?:\.venv/bin/)?python -m pipeline\.[^`]+|make [a-z-]+)`")
+INLINE = re.compile(
+    r"`((?:\.venv/bin/)?python -m pipeline\.[^`]+|make [a-z-]+|(?:\.venv/bin/)?pip install [^`]+)`"
+)
 
 
 def _shell_blocks(text: str) -> list[str]:
@@ -55,9 +58,13 @@ def _fenced_commands(text: str) -> list[str]:
 
 def _inline_commands(text: str) -> list[str]:
     """Inline ``python -m pipeline.x key=value`` spans (a bare module name is a name, not a
-    command) and ``make`` targets."""
+    command), ``make`` targets and ``pip install`` commands."""
     spans = (" ".join(m.split()) for m in INLINE.findall(text.replace("\n", " ")))
-    return [s for s in spans if s.startswith("make ") or ("=" in s and "<stage>" not in s)]
+    return [s for s in spans if not _is_stage(s) or ("=" in s and "<stage>" not in s)]
+
+
+def _is_stage(command: str) -> bool:
+    return command.startswith(("python -m pipeline.", ".venv/bin/python -m pipeline."))
 
 
 def readme_commands() -> list[tuple[str, str]]:
@@ -129,3 +136,13 @@ def test_benchmark_command_exists(readme: str, command: str) -> None:
     source = script.read_text(encoding="utf-8")
     for option in (w.split("=", 1)[0] for w in words if w.startswith("--")):
         assert f'"{option}"' in source, f"{readme}: {script.name} has no option {option}"
+
+
+@pytest.mark.parametrize(("readme", "command"), [c for c in COMMANDS if "pip install" in c[1]])
+def test_pip_extras_exist(readme: str, command: str) -> None:
+    extras = re.findall(r"\.\[([a-z,]+)\]", command)
+    assert extras, f"{readme}: {command!r} installs no extra of this project"
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = pyproject["project"]["optional-dependencies"]
+    for name in ",".join(extras).split(","):
+        assert name in declared, f"{readme}: pyproject.toml has no extra {name!r}"
