@@ -117,9 +117,16 @@ def _command(overrides: Sequence[str], *extra: str) -> str:
 
 
 def _load_cohort(cfg: DictConfig, overrides: Sequence[str]) -> PreprocessedCohort:
-    # The overrides that change where the cache lives or what it holds must be repeated.
+    # The overrides that change where the cache lives or what it holds must be repeated: the
+    # paths and the recipe, and the cohort's config group and class names (preprocess checks
+    # the labels against them).
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
     recipe = [
-        o for o in overrides if o.split("=", 1)[0].lstrip("+~").split(".", 1)[0] in _CACHE_KEYS
+        o
+        for o in overrides
+        if key(o).split(".", 1)[0] in _CACHE_KEYS or key(o) in ("data", "data.classes")
     ]
     hint = rebuild_command(str(cfg.data.name), cfg.data.get("root"), cfg.data.get("labels"), recipe)
     return open_cohort(cfg.paths.cache, str(cfg.data.name), preprocessing_hash(cfg), hint)

@@ -35,6 +35,25 @@ def test_missing_cache_says_what_to_run(tmp_path, monkeypatch, capsys) -> None:
     assert "Traceback" not in err
 
 
+def test_missing_cache_hint_keeps_the_cohort_group_and_classes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        _run(
+            monkeypatch,
+            *FAST,
+            "data=custom",
+            "data.name=nothere",
+            "data.classes=[CN,AD]",
+            "train.lr=0.01",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        )
+    hint = next(
+        line for line in capsys.readouterr().err.splitlines() if "pipeline.preprocess" in line
+    )
+    assert "data=custom" in hint and "data.classes=[CN,AD]" in hint
+    assert "train.lr" not in hint  # training settings do not belong in the preprocess command
+
+
 def test_cache_with_another_recipe_is_refused(
     tmp_path, monkeypatch, capsys, train_cfg, fake_cache
 ) -> None:
