@@ -24,7 +24,12 @@ from pipeline.checkpoint import build_models, load_checkpoint, trained_subjects
 from pipeline.config import CONF_DIR, config_hash
 from pipeline.evaluate.cohort import prepare_cohort
 from pipeline.evaluate.errors import user_errors
-from pipeline.evaluate.model_info import checkpoint_file, model_summary, pick_device
+from pipeline.evaluate.model_info import (
+    SHUFFLED_LABELS_WARNING,
+    checkpoint_file,
+    model_summary,
+    pick_device,
+)
 from pipeline.evaluate.outputs import PREDICTIONS_CSV, write_metrics_json
 from pipeline.evaluate.predictions import predictions_table
 from pipeline.inference import ensemble_probabilities
@@ -50,6 +55,8 @@ def predict(
     ckpt_path = checkpoint_file(cfg.checkpoint)
     ckpt = load_checkpoint(ckpt_path)
     classes = [str(c) for c in ckpt["classes"]]
+    if ckpt.get("shuffle_labels"):
+        log(SHUFFLED_LABELS_WARNING)
     cohort = prepare_cohort(cfg, ckpt, log=log)
     device = pick_device(settings.get("device"))
     models = build_models(ckpt, device)

@@ -43,7 +43,15 @@ def model_summary(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
         "trained_on": ckpt.get("data_name"),
         "train_config_hash": config_hash(train_config) if train_config is not None else None,
         "created": ckpt.get("created"),
+        "shuffle_labels": bool(ckpt.get("shuffle_labels", False)),
     }
+
+
+#: Said (logged, and in the report) whenever a leakage-check model is applied to a cohort.
+SHUFFLED_LABELS_WARNING = (
+    "WARNING: this checkpoint was trained with train.shuffle_labels=true (the leakage check: "
+    "labels permuted on purpose). Its predictions are meaningless by design."
+)
 
 
 def pick_device(name: str | None) -> torch.device:

@@ -151,6 +151,11 @@ _TEMPLATE = """<!DOCTYPE html>
 slice mode <code>{{ m.model.slice_mode }}</code>)
 on the held-out cohort <code>{{ m.cohort.name }}</code>, {{ m.created }}.</p>
 
+{% if m.model.shuffle_labels %}
+<div class="danger"><strong>LEAKAGE-CHECK MODEL.</strong> This checkpoint was trained with
+<code>train.shuffle_labels=true</code>: its labels were permuted on purpose, so its metrics
+should sit near chance and say nothing about the disease.</div>
+{% endif %}
 {% if m.allow_overlap and m.overlap_subjects %}
 <div class="danger"><strong>NOT AN INDEPENDENT EVALUATION.</strong>
 {{ m.overlap_subjects | length }} subject(s) of this cohort were used to train or validate the

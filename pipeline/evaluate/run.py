@@ -29,7 +29,12 @@ from pipeline.evaluate.cohort import check_overlap, prepare_cohort
 from pipeline.evaluate.errors import EvaluationError
 from pipeline.evaluate.explain import Explanation, explain_cases, select_cases
 from pipeline.evaluate.metrics import compute_metrics
-from pipeline.evaluate.model_info import checkpoint_file, model_summary, pick_device
+from pipeline.evaluate.model_info import (
+    SHUFFLED_LABELS_WARNING,
+    checkpoint_file,
+    model_summary,
+    pick_device,
+)
 from pipeline.evaluate.outputs import METRICS_JSON, write_metrics_json, write_tables
 from pipeline.evaluate.predictions import predictions_table, split_labelled
 from pipeline.evaluate.report import (
@@ -205,6 +210,8 @@ def evaluate(
     classes = [str(c) for c in ckpt["classes"]]
     slice_mode = str(ckpt["slice_mode"])
 
+    if ckpt.get("shuffle_labels"):
+        log(SHUFFLED_LABELS_WARNING)
     cohort = prepare_cohort(cfg, ckpt, log=log)
     allow_overlap = bool(settings.allow_overlap)
     overlap = check_overlap(cohort.manifest["subject_id"], ckpt, allow_overlap)

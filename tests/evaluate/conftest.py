@@ -163,6 +163,7 @@ def write_checkpoint(
     val_subjects: Sequence[str] = ("val-001",),
     pp: dict[str, Any] | None = None,
     classes: Sequence[str] = CLASSES,
+    shuffle_labels: bool = False,
 ) -> Path:
     """A valid checkpoint of randomly initialised (seeded) models."""
     pp = pp or recipe()
@@ -191,6 +192,7 @@ def write_checkpoint(
         "data_name": "fake_dev",
         "versions": {"torch": str(torch.__version__)},
         "created": "2026-01-01T00:00:00+00:00",
+        "shuffle_labels": shuffle_labels,
     }
     return save_checkpoint(path, ckpt)
 

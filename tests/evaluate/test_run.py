@@ -283,6 +283,17 @@ def test_leakage_is_refused_then_allowed_loudly(tmp_path, fakes, evaluate_cfg, c
     assert "NOT AN INDEPENDENT EVALUATION" in (out / "report.html").read_text(encoding="utf-8")
 
 
+def test_a_leakage_check_model_is_flagged(tmp_path, fakes, evaluate_cfg, cohort):
+    ckpt = fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net(), shuffle_labels=True)
+    said: list[str] = []
+    out = tmp_path / "report"
+    args = ("data.name=held", f"checkpoint={ckpt}", "evaluate.explain.enabled=false")
+    metrics = evaluate(evaluate_cfg(*args), out, log=said.append).metrics
+    assert metrics["model"]["shuffle_labels"] is True
+    assert any("train.shuffle_labels=true" in line for line in said)
+    assert "LEAKAGE-CHECK MODEL" in (out / "report.html").read_text(encoding="utf-8")
+
+
 def test_absent_class_is_undefined_end_to_end(tmp_path, fakes, evaluate_cfg):
     subjects, labels = fakes.cohort_ids((4, 4, 0))
     fakes.write_cache(tmp_path / "cache" / "noad", subjects, labels)
