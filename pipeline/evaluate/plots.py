@@ -19,12 +19,15 @@ from pipeline.evaluate.explain import Explanation
 from pipeline.utils.atomic import atomic_path
 
 DPI = 110
+#: Explanation maps: a slice panel about 1.4x the cached image's pixels, not more. Each map is
+#: also embedded in report.html, which should stay small enough to mail.
+EXPLANATION_DPI = 80
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write ``fig`` as PNG atomically."""
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     return Path(path)
 
 
@@ -148,4 +151,4 @@ def plot_explanation(explanation: Explanation, path: str | Path) -> Path:
         f"(p = {e.probability:.2f}, {verdict})",
         fontsize="medium",
     )
-    return save_figure(fig, path)
+    return save_figure(fig, path, dpi=EXPLANATION_DPI)
