@@ -20,8 +20,9 @@ demo: $(STAMP)
 	$(BIN)/python -m pipeline.preprocess data=demo_dev
 	$(BIN)/python -m pipeline.preprocess data=demo_heldout
 	$(BIN)/python -m pipeline.train data=demo_dev hydra.run.dir=$(RUN)/train
+	ln -sfn $(notdir $(RUN)) runs/demo/latest  # the README's commands use runs/demo/latest
 	$(BIN)/python -m pipeline.evaluate data=demo_heldout \
-		checkpoint=$(RUN)/train/checkpoints/best.pt hydra.run.dir=$(RUN)/evaluate
+		checkpoint=runs/demo/latest/train/checkpoints/best.pt hydra.run.dir=$(RUN)/evaluate
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
