@@ -48,6 +48,7 @@ from pipeline.preprocess.discover import (
     source_fingerprint,
 )
 from pipeline.preprocess.series_select import (
+    AmbiguousSession,
     Candidate,
     SeriesOptions,
     SeriesRejected,
@@ -221,7 +222,19 @@ def scan_subject(
                 )
             )
             continue
-        chosen, others = choose(candidates, options.prefer)
+        try:
+            chosen, others = choose(candidates, options.prefer)
+        except AmbiguousSession as err:
+            result.rejections.append(
+                Rejection(
+                    subject_id,
+                    session,
+                    series_location(locations[session], root),
+                    "session",
+                    str(err),
+                )
+            )
+            continue
         result.stacks.append(
             dataclasses.replace(chosen.stack, subject_id=subject_id, session_id=session)
         )

@@ -17,7 +17,10 @@ fails is its rejection reason, phrased so a person knows what to change:
 Several qualifying series in one session: original images before DERIVED ones (reformats,
 computed maps), then by SeriesNumber, lowest first (``series.prefer: first``, the first
 acquisition) or highest (``last``, e.g. a repeat after motion), then by series hash so the choice
-is stable. The others are rejected naming the rule.
+is stable. The others are rejected naming the rule. When several original series qualify and
+one of them has no SeriesNumber (every NIfTI file: a BIDS ``anat/`` folder holding T1w, T2w and
+FLAIR), nothing but chance would order them, so the session is rejected as ambiguous and the
+message says how to name the one to use (``series.description_include``).
 """
 
 from __future__ import annotations
@@ -284,10 +287,26 @@ def nifti_candidate(
     return Candidate(stack, (path,))
 
 
+class AmbiguousSession(Exception):
+    """Several series of a session qualify and no rule orders them."""
+
+
 def choose(
     candidates: Sequence[Candidate], prefer: str
 ) -> tuple[Candidate, list[tuple[Candidate, str]]]:
-    """The series a session uses and, for each other qualifying series, why it was not used."""
+    """The series a session uses and, for each other qualifying series, why it was not used.
+
+    Raises :class:`AmbiguousSession` when two or more original (not DERIVED) series qualify and
+    one lacks a SeriesNumber.
+    """
+    originals = [c for c in candidates if not c.derived]
+    if len(originals) > 1 and any(c.series_number is None for c in originals):
+        names = ", ".join(repr(c.stack.description) for c in originals)
+        raise AmbiguousSession(
+            f"{len(originals)} series qualify ({names}) and nothing orders them (NIfTI files and "
+            "series without SeriesNumber cannot be ranked); name the one to use with "
+            "series.description_include, e.g. series.description_include='(?i)t1w'"
+        )
 
     def rank(c: Candidate) -> tuple[bool, float, str]:
         number = float("inf") if c.series_number is None else float(c.series_number)

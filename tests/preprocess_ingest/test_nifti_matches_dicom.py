@@ -66,3 +66,25 @@ def test_truncated_uncompressed_nifti_is_rejected(tmp_path, dicom_writer, series
     result = scan_subject("N", path, tmp_path, series_cfg, None)
     assert result.stacks == []
     assert "(truncated copy?)" in result.rejections[0].reason
+
+
+def test_several_nifti_volumes_in_a_session_are_ambiguous_until_named(
+    tmp_path, dicom_writer, series_cfg
+):
+    """A BIDS anat/ folder holds T1w, T2w and FLAIR: no rule orders NIfTI files, so the session
+    is rejected with the fix in the message rather than taking whichever sorts first."""
+    anat = tmp_path / "sub-01" / "ses-a" / "anat"
+    for contrast in ("T1w", "T2w", "FLAIR"):
+        volume = dicom_writer.make_volume(n=6, rows=14, cols=11)
+        dicom_writer.nifti(anat / f"sub-01_ses-a_{contrast}.nii.gz", volume)
+    result = scan_subject("sub-01", tmp_path / "sub-01", tmp_path, series_cfg, 6)
+    assert result.stacks == []
+    [ambiguous] = [r for r in result.rejections if r.level == "session"]
+    assert "3 series qualify" in ambiguous.reason
+    assert "series.description_include" in ambiguous.reason
+
+    named = scan_subject(
+        "sub-01", tmp_path / "sub-01", tmp_path, {**series_cfg, "description_include": "T1w"}, 6
+    )
+    [stack] = named.stacks
+    assert stack.description == "sub-01_ses-a_T1w"
