@@ -128,6 +128,28 @@ def _sniff_dicom(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
+#: File name endings that say "DICOM": such a file that is too short to be one was cut short.
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
+APPLE_DOUBLE = b"\x00\x05\x16\x07"
+
+
+def _raise_if_cut_short(path: Path, head: bytes) -> None:
+    """DicomFileError for a file shorter than a DICOM preamble that looks like a cut-off one.
+
+    An empty file, a short file named like DICOM, or a short run of zero bytes (the start of the
+    128-byte preamble) is a failed or interrupted copy, which must be reported, not counted
+    with the stray notes and .DS_Store files.
+    """
+    if len(head) >= 132 or head.startswith(APPLE_DOUBLE) or path.name.startswith("._"):
+        return  # macOS resource-fork companions ("._IM0001.dcm") are junk, however named
+    if not head:
+        raise DicomFileError("empty file (0 bytes): a failed or interrupted copy?")
+    if path.suffix.lower() in DICOM_SUFFIXES or not head.strip(b"\x00"):
+        raise DicomFileError(
+            f"only {len(head)} bytes, shorter than a DICOM preamble (truncated copy?)"
+        )
+
+
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     """``n`` finite floats from a pydicom value (a number or a multi-value), else None."""
     if value is None:
@@ -429,7 +451,9 @@ def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
     with open(path, "rb") as fh, warnings.catch_warnings():
         # pydicom warns about odd values; the checks here report what matters, once, per file.
         warnings.simplefilter("ignore")
-        if not _sniff_dicom(fh.read(132)):
+        head = fh.read(132)
+        if not _sniff_dicom(head):
+            _raise_if_cut_short(path, head)
             raise NotDicomImageError("not DICOM")
         file_size = os.fstat(fh.fileno()).st_size
         fh.seek(0)

@@ -126,11 +126,31 @@ def test_junk_files_are_counted_not_rejected(tmp_path, dicom_writer, truth_volum
     (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(200))
     (folder / "notes.txt").write_text("scanned twice, second run better\n")
     (folder / "dcm" / "._slice_000.dcm").write_bytes(b"\x00\x05\x16\x07" + bytes(80))
-    (folder / "empty").write_bytes(b"")
+    (folder / "dcm" / "._slice_001.dcm").write_bytes(bytes(40))
     result = scan(folder, series_cfg)
     assert_same_volume(result, truth_volume)
     assert result.rejections == []
     assert (result.n_files, result.n_non_dicom) == (truth_volume.n + 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("IM0007", b"", "empty file"),
+        ("slice.dcm", b"\x00" * 100, "only 100 bytes"),
+        ("IM0008", b"\x00" * 64, "only 64 bytes"),  # the start of a preamble, no extension
+    ],
+)
+def test_file_cut_before_its_preamble_is_rejected_not_counted_as_junk(
+    tmp_path, dicom_writer, truth_volume, series_cfg, name, content, says
+):
+    dicom_writer.series(tmp_path / "S1", truth_volume)
+    (tmp_path / "S1" / name).write_bytes(content)
+    result = scan(tmp_path / "S1", series_cfg)
+    [bad] = [r for r in result.rejections if r.level == "file"]
+    assert bad.path == f"S1/{name}" and says in bad.reason
+    assert result.n_non_dicom == 0
+    assert_same_volume(result, truth_volume)
 
 
 def test_truncated_file_is_rejected_with_its_path_and_the_rest_goes_on(
