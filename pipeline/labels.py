@@ -64,6 +64,7 @@ def read_labels(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
             keep_default_na=False,
             encoding="utf-8-sig",
             skipinitialspace=True,
+            skip_blank_lines=False,  # keep them until the rows are numbered, so lines are right
         )
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise LabelsError(f"Labels table {p} is not a readable CSV/TSV file: {exc}") from exc
@@ -77,7 +78,7 @@ def read_labels(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
     for column in OPTIONAL_COLUMNS:
         if column not in frame.columns:
             frame[column] = ""
-    frame = frame[list(COLUMNS)].apply(lambda col: col.str.strip())
+    frame = frame[list(COLUMNS)].fillna("").apply(lambda col: col.str.strip())
     frame.insert(len(COLUMNS), "line", range(2, len(frame) + 2))
     frame = frame[(frame[list(COLUMNS)] != "").any(axis=1)]  # blank lines carry nothing
 

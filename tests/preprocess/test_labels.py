@@ -43,6 +43,17 @@ def test_unknown_label_names_the_line_and_the_allowed_classes(tmp_path):
     assert "line 4" in message and "did you mean 'AD'" in message
 
 
+def test_line_numbers_count_blank_lines(tmp_path):
+    path = write(tmp_path, "subject_id,label\ns1,CN\n\n\ns2,Dementia\ns1,AD\n")
+    with pytest.raises(LabelsError) as err:
+        read_labels(path, CLASSES)
+    message = str(err.value)
+    assert "line 5" in message and "'Dementia'" in message
+    assert "line 6: duplicate subject 's1' (first on line 2)" in message
+    ok = read_labels(write(tmp_path, "subject_id,label\n\ns1,CN\n\n"), CLASSES)
+    assert ok["subject_id"].tolist() == ["s1"] and ok["line"].tolist() == [3]
+
+
 def test_duplicate_subject_and_duplicate_session(tmp_path):
     path = write(
         tmp_path,
