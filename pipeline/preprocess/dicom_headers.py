@@ -118,6 +118,7 @@ class FrameHeader:
     stored_range: tuple[int, int]  # smallest and largest storable value (MONOCHROME1 inversion)
     rescale: tuple[float, float] | None  # (RescaleSlope, RescaleIntercept) of this frame
     modality_lut: Dataset | None = None  # a Modality LUT Sequence, when the file has one
+    localizer: bool = False  # ImageType names it a LOCALIZER (a scout / survey image)
 
 
 def _sniff_dicom(head: bytes) -> bool:
@@ -326,6 +327,7 @@ def _frame_header(
         modality=values.text("Modality").upper(),
         description=values.description(),
         derived=bool(image_type) and image_type[0].upper() == "DERIVED",
+        localizer=any(value.upper() == "LOCALIZER" for value in image_type),
         rows=values.integer("Rows") or 0,
         cols=values.integer("Columns") or 0,
         samples_per_pixel=values.integer("SamplesPerPixel") or 1,

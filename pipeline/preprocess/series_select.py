@@ -5,7 +5,7 @@ fails is its rejection reason, phrased so a person knows what to change:
 
 1. greyscale pixels (one sample, MONOCHROME1/2);
 2. ``series.modality`` (MR);
-3. not a localizer/scout by description (``series.description_exclude``);
+3. not a localizer/scout by description (``series.description_exclude``) or by its ImageType;
 4. description matches ``series.description_include`` when set (NIfTI: the file name);
 5. geometry present in every slice (ImagePositionPatient, ImageOrientationPatient, PixelSpacing);
 6. one orientation, one pixel shape, one pixel spacing;
@@ -192,6 +192,8 @@ def dicom_candidate(
             f"requires {options.modality}"
         )
     _check_description(first.description, options, "SeriesDescription")
+    if any(f.localizer for f in frames):
+        raise SeriesRejected("localizer/scout by its ImageType (LOCALIZER)")
     for attribute, keyword in (
         ("position", "ImagePositionPatient"),
         ("orientation", "ImageOrientationPatient"),

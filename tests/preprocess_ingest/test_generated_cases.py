@@ -97,6 +97,26 @@ def test_localizer_in_the_same_folder_is_rejected_by_description(
     ]
 
 
+def test_localizer_by_image_type_is_rejected_whatever_its_description(
+    tmp_path, dicom_writer, truth_volume, series_cfg
+):
+    """An axial scout named like a sequence, with a lower SeriesNumber: with slices.expected=null
+    only its ImageType (ORIGINAL\\PRIMARY\\LOCALIZER) tells it apart from the T1."""
+    folder = tmp_path / "S1"
+    dicom_writer.series(folder / "t1", truth_volume, series_number=3)
+    scout = dicom_writer.make_volume(n=3, rows=16, cols=16)
+
+    def as_localizer(ds, _index):
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+
+    dicom_writer.series(
+        folder / "scout", scout, series_number=1, description="t1_fl2d", edit=as_localizer
+    )
+    result = scan(folder, series_cfg, expected=None)
+    assert_same_volume(result, truth_volume)
+    assert reasons(result, "series") == ["localizer/scout by its ImageType (LOCALIZER)"]
+
+
 def test_localizer_without_telling_description_is_caught_by_geometry(
     tmp_path, dicom_writer, truth_volume, series_cfg
 ):
