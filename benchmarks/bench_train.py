@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -42,6 +43,11 @@ from sklearn.preprocessing import StandardScaler
 from pipeline.cache import IMAGES, CacheError, cohort_dir, is_complete, load_cohort
 from pipeline.checkpoint import build_models, load_checkpoint
 from pipeline.config import CONF_DIR, to_container
+from pipeline.evaluate.bootstrap import (
+    percentile_interval,
+    subject_resample_weights,
+    weighted_confusion,
+)
 from pipeline.inference import ensemble_probabilities
 from pipeline.models import input_channels, sized_model_config
 from pipeline.train.data import CohortDataModule
@@ -226,10 +232,45 @@ def heldout_quality(cache_root: str, run_dir: Path) -> dict[str, float]:
         LogisticRegression(max_iter=5000, class_weight="balanced"),
     )
     baseline.fit(x_train, y_train)
-    linear = balanced_accuracy_score(
-        y_heldout, baseline.predict(np.asarray(heldout.images).reshape(len(heldout), -1))
+    linear_pred = baseline.predict(np.asarray(heldout.images).reshape(len(heldout), -1))
+    linear = balanced_accuracy_score(y_heldout, linear_pred)
+    low, high = paired_difference_interval(
+        heldout.manifest["subject_id"], y_heldout, probs.argmax(1), linear_pred, len(classes)
     )
-    return {"cnn_bal_acc": cnn, "baseline_bal_acc": linear, "n_heldout": float(len(heldout))}
+    return {
+        "cnn_bal_acc": cnn,
+        "baseline_bal_acc": linear,
+        "difference_low": low,
+        "difference_high": high,
+        "n_heldout": float(len(heldout)),
+    }
+
+
+def paired_difference_interval(
+    subject_ids: Sequence[str],
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_classes: int,
+    resamples: int = 2000,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """95% interval of balanced accuracy (a) - (b): both scored on the same subject resamples."""
+    weights = subject_resample_weights(subject_ids, resamples, seed=0)
+
+    def balanced_accuracy(pred: np.ndarray) -> np.ndarray:
+        cms = weighted_confusion(weights, y_true, pred, n_classes)
+        support = cms.sum(axis=2)
+        recall = np.divide(
+            np.diagonal(cms, axis1=1, axis2=2),
+            support,
+            out=np.full(support.shape, np.nan),
+            where=support > 0,
+        )
+        return np.nanmean(recall, axis=1)
+
+    interval = percentile_interval(balanced_accuracy(pred_a) - balanced_accuracy(pred_b), level)
+    return (float("nan"), float("nan")) if interval is None else (interval[0], interval[1])
 
 
 def main() -> None:
@@ -294,6 +335,11 @@ def main() -> None:
                     (
                         "held-out balanced accuracy, PCA + logistic regression",
                         f"{q['baseline_bal_acc']:.3f}",
+                    ),
+                    (
+                        "difference, 95% interval (paired subject bootstrap)",
+                        f"{q['cnn_bal_acc'] - q['baseline_bal_acc']:+.3f} "
+                        f"[{q['difference_low']:+.3f}, {q['difference_high']:+.3f}]",
                     ),
                 ]
             rows.append(("run folder", str(run_dir)))
