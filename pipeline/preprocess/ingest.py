@@ -208,32 +208,23 @@ def scan_subject(
             continue
         by_session.setdefault(session, []).append(candidate)
 
+    def reject_session(session: str, reason: str) -> None:
+        where = series_location(locations[session], root)
+        result.rejections.append(Rejection(subject_id, session, where, "session", reason))
+
     for session in sorted(looked_at):
         candidates = by_session.get(session)
         if not candidates:
-            result.rejections.append(
-                Rejection(
-                    subject_id,
-                    session,
-                    series_location(locations[session], root),
-                    "session",
-                    f"no usable series: none of the {looked_at[session]} series found qualified "
-                    "(see the series rows for why)",
-                )
+            reject_session(
+                session,
+                f"no usable series: none of the {looked_at[session]} series found qualified "
+                "(see the series rows for why)",
             )
             continue
         try:
             chosen, others = choose(candidates, options.prefer)
         except AmbiguousSession as err:
-            result.rejections.append(
-                Rejection(
-                    subject_id,
-                    session,
-                    series_location(locations[session], root),
-                    "session",
-                    str(err),
-                )
-            )
+            reject_session(session, str(err))
             continue
         result.stacks.append(
             dataclasses.replace(chosen.stack, subject_id=subject_id, session_id=session)
