@@ -48,6 +48,7 @@ from pipeline.evaluate.bootstrap import (
     subject_resample_weights,
     weighted_confusion,
 )
+from pipeline.evaluate.metrics import confusion_rates
 from pipeline.inference import ensemble_probabilities
 from pipeline.models import input_channels, sized_model_config
 from pipeline.train.data import CohortDataModule
@@ -260,14 +261,7 @@ def paired_difference_interval(
 
     def balanced_accuracy(pred: np.ndarray) -> np.ndarray:
         cms = weighted_confusion(weights, y_true, pred, n_classes)
-        support = cms.sum(axis=2)
-        recall = np.divide(
-            np.diagonal(cms, axis1=1, axis2=2),
-            support,
-            out=np.full(support.shape, np.nan),
-            where=support > 0,
-        )
-        return np.nanmean(recall, axis=1)
+        return confusion_rates(cms)["balanced_accuracy"]
 
     interval = percentile_interval(balanced_accuracy(pred_a) - balanced_accuracy(pred_b), level)
     return (float("nan"), float("nan")) if interval is None else (interval[0], interval[1])
