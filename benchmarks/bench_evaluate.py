@@ -148,7 +148,7 @@ def fake_demo(tmp: Path) -> tuple[str, str, str]:
     from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
     from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
 
-    pp = preprocessing_config(OmegaConf.load(Path(CONF_DIR) / "preprocessing" / "default.yaml"))
+    pp = preprocessing_config(OmegaConf.load(Path(CONF_DIR) / "recipe" / "default.yaml"))
     rng = np.random.default_rng(0)
     n = 120
     labels = rng.choice(CLASSES, size=n, p=[0.45, 0.35, 0.2])

@@ -14,7 +14,7 @@
    process on the same subjects.
 2. Difficulty. The three central slices of every subject of both default cohorts, rendered in
    memory with the generator's own geometry and scanner (no DICOM reading, no preprocess run),
-   normalized by the project's own MONAI chain (conf/preprocessing: 1 mm pixels, crop to the
+   normalized by the project's own MONAI chain (conf/recipe: 1 mm pixels, crop to the
    head, resize to ``--size``, percentile scaling). Trained on the development cohort (site A),
    tested on the held-out cohort (site B):
    - linear baseline: PCA + logistic regression on the pixels (also 5-fold CV within dev);
@@ -138,7 +138,7 @@ def central_slices(plans: list[CohortPlan], workers: int
 
 
 def normalise(stacks: list[tuple[np.ndarray, tuple[float, float]]], size: int) -> np.ndarray:
-    """The preprocess stage's normalization (conf/preprocessing/default.yaml) at ``size``."""
+    """The preprocess stage's normalization (conf/recipe/default.yaml) at ``size``."""
     with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
         cfg = compose("preprocess", overrides=[f"normalize.size={size}"])
     normalizer = SliceNormalizer(to_container(cfg.normalize))

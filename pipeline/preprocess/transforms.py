@@ -1,6 +1,6 @@
 """Normalization of the chosen slices: a MONAI transform chain written in ``conf/``.
 
-The chain lives in ``normalize.transforms`` (conf/preprocessing/default.yaml) as a list of
+The chain lives in ``normalize.transforms`` (conf/recipe/default.yaml) as a list of
 ``_target_`` entries, built with :func:`hydra.utils.instantiate` and composed with
 :class:`monai.transforms.Compose`. It receives the chosen slices of one stack as a channel-first
 :class:`monai.data.MetaTensor` ``(S, rows, cols)`` whose affine carries the in-plane pixel spacing,

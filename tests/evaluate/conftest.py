@@ -74,7 +74,7 @@ def monai_densenet(in_channels: int = 3, n_classes: int = 3) -> dict[str, Any]:
 
 def recipe(size: int = SIZE, expected: int | None = 44) -> dict[str, Any]:
     """The default preprocessing recipe of conf/, with a small output size."""
-    cfg = OmegaConf.load(Path(CONF_DIR) / "preprocessing" / "default.yaml")
+    cfg = OmegaConf.load(Path(CONF_DIR) / "recipe" / "default.yaml")
     cfg.normalize.size = size
     cfg.slices.expected = expected
     return preprocessing_config(cfg)

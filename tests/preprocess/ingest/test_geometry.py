@@ -67,7 +67,7 @@ def test_series_options_from_hydra_config_and_bad_values(repo_root):
 
     from pipeline.preprocess.series_select import SeriesOptions
 
-    conf = OmegaConf.load(repo_root / "conf" / "preprocessing" / "default.yaml")
+    conf = OmegaConf.load(repo_root / "conf" / "recipe" / "default.yaml")
     options = SeriesOptions.from_config(conf.series)
     assert (options.modality, options.plane, options.prefer) == ("MR", "axial", "first")
     assert options.description_exclude and options.description_include is None

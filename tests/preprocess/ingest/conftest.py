@@ -343,7 +343,7 @@ def truth_volume() -> Volume:
 
 @pytest.fixture
 def series_cfg() -> dict[str, Any]:
-    """The ``series:`` section as conf/preprocessing/default.yaml has it."""
+    """The ``series:`` section as conf/recipe/default.yaml has it."""
     return {
         "modality": "MR",
         "description_include": None,
