@@ -98,9 +98,7 @@ def bench_bootstrap(n_subjects: int, resamples: int) -> None:
 
 
 def bench_evaluate(checkpoint: str | None, cache: str | None, name: str | None) -> None:
-    from hydra import compose, initialize_config_dir
-
-    from pipeline.config import CONF_DIR
+    from pipeline.config import compose
     from pipeline.evaluate import run
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,11 +117,9 @@ def bench_evaluate(checkpoint: str | None, cache: str | None, name: str | None) 
                     steps[_s] = steps.get(_s, 0.0) + time.perf_counter() - tick
 
             setattr(run, step, timed)
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(
-                "evaluate",
-                overrides=[f"checkpoint={checkpoint}", f"paths.cache={cache}", f"data.name={name}"],
-            )
+        cfg = compose(
+            "evaluate", [f"checkpoint={checkpoint}", f"paths.cache={cache}", f"data.name={name}"]
+        )
         tick = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # the run's own summary table
             result = run.evaluate(cfg, Path(tmp) / "report", log=lambda _: None)

@@ -28,47 +28,32 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pipeline.preprocess.dicom_headers as dicom_headers
 from pipeline.preprocess.dicom_raw import NeedsPydicom
 from pipeline.preprocess.ingest import scan_subject
+from pipeline.synthetic.phantom import DicomWriter, make_volume
 
 SERIES_CFG = {"modality": "MR", "description_exclude": "(?i)localizer", "plane": "axial"}
 
 
 def write_series(folder: Path, n: int, size: int, description: str, syntax: UID, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    series, study = generate_uid(), generate_uid()
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in rng.permutation(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SeriesNumber = study, series, 2
-        ds.Modality, ds.SeriesDescription = "MR", description
-        ds.InstanceNumber = int(k) + 1  # MONAI's PydicomReader orders by it
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [-120.0, -120.0, -80.0 + 4.0 * float(k)]
-        ds.PixelSpacing = [0.94, 0.94]
+    def csa_header(ds: Dataset, _k: int) -> None:
         ds.add_new(0x00290010, "LO", "SIEMENS CSA HEADER")
         ds.add_new(0x00291010, "OB", bytes(12000))
         ds.add_new(0x00291020, "OB", bytes(60000))
-        pixels = rng.integers(0, 4000, (size, size), dtype=np.uint16)
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = pixels.tobytes()
-        if syntax.is_compressed:
-            ds.compress(syntax, pixels)
-        ds.save_as(folder / f"{rng.integers(1 << 40):011x}", enforce_file_format=True)
+
+    volume = make_volume(n, size, size, seed=seed, spacing=(4.0, 0.94, 0.94),
+                         origin=(-120.0, -120.0, -80.0))  # fmt: skip
+    DicomWriter().series(
+        folder, volume, description=description, order="shuffled", names="random",
+        instance_numbers="geometric",  # MONAI's PydicomReader orders by it
+        series_number=2, transfer_syntax=syntax, seed=seed, edit=csa_header,
+    )  # fmt: skip
 
 
 def best_of(fn: Callable[[], None], repeats: int) -> float:

@@ -44,54 +44,22 @@ sys.path.insert(0, str(REPO))
 # Plain phantoms (--simple): 44 axial slices of 256 x 256, a localizer, a junk file.
 
 
-def _head(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    k = np.linspace(-1.1, 1.1, n)[:, None, None] + rng.normal(0, 0.08)
-    yy, xx = (np.mgrid[:size, :size] - (size - 1) / 2) / (size * 0.4)
-    xx = xx * rng.uniform(1.1, 1.3)
-    r2 = yy**2 + xx**2 + k**2
-    volume = np.abs(rng.normal(0, 20, (n, size, size)))
-    volume += np.where(r2 <= 1, 700.0, 0.0) + np.where(r2 <= 0.8, 200.0, 0.0)
-    volume -= np.where((yy / 0.3) ** 2 + (xx / 0.1) ** 2 + (k / 0.4) ** 2 <= 1, 600.0, 0.0)
-    return np.clip(volume, 0, 4095).astype(np.uint16)
-
-
 def write_phantom_cohort(root: Path, n_subjects: int, seed: int = 0) -> Path:
     """Write ``n_subjects`` DICOM subjects under ``root/dicom`` and ``root/labels.csv``."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.filewriter import dcmwrite
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    from pipeline.synthetic.phantom import DicomWriter, axial_volume, head_volume
 
-    rng = np.random.default_rng(seed)
     lines = ["subject_id,label"]
     for s in range(n_subjects):
         sid = f"sub-{s:04d}"
         lines.append(f"{sid},{('CN', 'MCI', 'AD')[s % 3]}")
-        study = generate_uid()
-        for series_name, n, size, description in (("t1", 44, 256, "T1 AX"), ("loc", 3, 256, "LOC")):
-            folder = root / "dicom" / sid / series_name
-            folder.mkdir(parents=True, exist_ok=True)
-            volume = _head(n, size, rng)
-            series = generate_uid()
-            for k in rng.permutation(n):
-                meta = FileMetaDataset()
-                meta.MediaStorageSOPClassUID = MRImageStorage
-                meta.MediaStorageSOPInstanceUID = generate_uid()
-                meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                ds = Dataset()
-                ds.file_meta = meta
-                ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-                ds.PatientName, ds.PatientID = "Bench^Mark", "BENCH"
-                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-                ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "MR", description, 2
-                ds.InstanceNumber = int(k) + 1
-                ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-                ds.ImagePositionPatient = [-115.0, -115.0, float(k) * 4.0 - 80.0]
-                ds.PixelSpacing, ds.SliceThickness = [0.9, 0.9], 4.0
-                ds.Rows = ds.Columns = size
-                ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-                ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-                ds.PixelData = volume[k].tobytes()
-                dcmwrite(folder / f"{rng.integers(1 << 40):011x}", ds, enforce_file_format=True)
+        writer = DicomWriter()  # one study per subject
+        for name, n, description in (("t1", 44, "T1 AX"), ("loc", 3, "LOC")):
+            pixels = head_volume(n, 256, 256, seed=seed + 2 * s + (name == "loc"))
+            volume = axial_volume(pixels, pixel_spacing=0.9, origin=(-115.0, -115.0, -80.0))
+            writer.series(
+                root / "dicom" / sid / name, volume, description=description, order="shuffled",
+                names="random", instance_numbers="geometric", seed=s, series_number=2,
+            )  # fmt: skip
         (root / "dicom" / sid / "README.txt").write_text("exported by the benchmark\n")
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return root
@@ -125,15 +93,12 @@ class Clock:
 
 def child(args: argparse.Namespace) -> None:
     """Run preprocess_cohort once and print its figures as JSON (called by :func:`run_ours`)."""
-    from hydra import compose, initialize_config_dir
-
-    from pipeline.config import CONF_DIR
+    from pipeline.config import compose
     from pipeline.preprocess.run import preprocess_cohort
     from pipeline.preprocess.subject import peak_rss_mb
 
     overrides = json.loads(args.child)
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("preprocess", overrides=overrides)
+    cfg = compose("preprocess", overrides)
     with Clock() as clock:
         out = preprocess_cohort(cfg)
     prov = json.loads((out / "provenance.json").read_text())

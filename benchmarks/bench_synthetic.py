@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from scipy import ndimage as ndi
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -46,7 +45,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.config import CONF_DIR, to_container
+from pipeline.config import compose, to_container
 from pipeline.models.simple_cnn import SimpleCNN
 from pipeline.preprocess.transforms import SliceNormalizer
 from pipeline.synthetic.__main__ import plans_from_config
@@ -57,8 +56,7 @@ from pipeline.synthetic.subject import SubjectTask, draw_subject, render_slices
 
 
 def default_config(out: Path, overrides: list[str] | None = None):
-    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
-        return compose("synthetic", overrides=[f"out={out}", *(overrides or [])])
+    return compose("synthetic", [f"out={out}", *(overrides or [])])
 
 
 # ---------------------------------------------------------------------------------- speed
@@ -139,8 +137,7 @@ def central_slices(plans: list[CohortPlan], workers: int
 
 def normalise(stacks: list[tuple[np.ndarray, tuple[float, float]]], size: int) -> np.ndarray:
     """The preprocess stage's normalization (conf/recipe/default.yaml) at ``size``."""
-    with initialize_config_dir(version_base="1.3", config_dir=CONF_DIR):
-        cfg = compose("preprocess", overrides=[f"normalize.size={size}"])
+    cfg = compose("preprocess", [f"normalize.size={size}"])
     normalizer = SliceNormalizer(to_container(cfg.normalize))
     return np.stack([normalizer(images, spacing) for images, spacing in stacks])
 

@@ -32,7 +32,6 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -42,7 +41,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.cache import IMAGES, CacheError, cohort_dir, is_complete, load_cohort
 from pipeline.checkpoint import build_models, load_checkpoint
-from pipeline.config import CONF_DIR, to_container
+from pipeline.config import compose, to_container
 from pipeline.evaluate.bootstrap import (
     percentile_interval,
     subject_resample_weights,
@@ -104,8 +103,7 @@ class InMemoryBatches(L.LightningDataModule):
 
 
 def compose_default(cache_root: str, *overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=[f"paths.cache={cache_root}", *overrides])
+    return compose("train", [f"paths.cache={cache_root}", *overrides])
 
 
 def _fit_images_per_second(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,20 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 #: train refuses a cache built with another recipe, evaluate rebuilds the held-out cohort with
 #: exactly the recipe stored in the checkpoint.
 PREPROCESSING_KEYS = ("slices", "series", "normalize")
+
+
+def compose(
+    config_name: str, overrides: Sequence[str] = (), *, return_hydra_config: bool = False
+) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides``, as ``python -m`` would see it
+    (for tests, benchmarks and notebooks; the entry points use ``@hydra.main``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(
+            config_name, overrides=list(overrides), return_hydra_config=return_hydra_config
+        )
 
 
 def to_container(cfg: Any) -> Any:

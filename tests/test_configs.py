@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import CONF_DIR, preprocessing_hash
+from pipeline.config import CONF_DIR, compose, preprocessing_hash
 
 CONF = Path(CONF_DIR)
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -64,8 +63,7 @@ DOCUMENTED = {
 
 
 def compose_config(name: str, overrides: list[str], hydra_config: bool = False) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(name, overrides=overrides, return_hydra_config=hydra_config)
+    return compose(name, overrides, return_hydra_config=hydra_config)
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -10,12 +10,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR
+from pipeline.config import compose
 
 REPO = Path(__file__).resolve().parent.parent
 READMES = [REPO / "README.md", REPO / "data" / "README.md"]
@@ -114,8 +113,7 @@ def test_stage_command_composes(readme: str, command: str) -> None:
     stage, overrides, multirun = stage_and_overrides(command)
     assert stage in STAGES, f"{readme}: unknown entry point in {command!r}"
     for job in jobs(overrides, multirun):
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(stage, overrides=job, return_hydra_config=True)
+        cfg = compose(stage, job, return_hydra_config=True)
         body = OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"})
         # Every value resolves; required values (???) the command leaves out fail here.
         OmegaConf.to_container(body, resolve=True, throw_on_missing=True)

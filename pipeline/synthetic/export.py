@@ -220,17 +220,25 @@ def write_series(series: Series, folder: Path, file_names: Sequence[str], *, who
         ds.ImagePositionPatient = _ds(geo.origins[k])
         ds.ImageOrientationPatient = _ds(np.r_[geo.row_dirs[k], geo.col_dirs[k]])
         ds.SliceLocation = _ds(round(float(geo.origins[k] @ normals[k]), 4))
-        pixels = np.ascontiguousarray(series.pixels[k])
-        if syntax.is_compressed:
-            ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-            ds.compress(syntax, pixels, encoding_plugin="pylibjpeg")
-        else:
-            ds.file_meta.TransferSyntaxUID = syntax
-            ds.PixelData = pixels.astype("<u2").tobytes()
+        set_pixel_data(ds, series.pixels[k], syntax, encoding_plugin="pylibjpeg")
         path = folder / file_names[k]
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def set_pixel_data(ds: Dataset, pixels: np.ndarray, transfer_syntax: str,
+                   encoding_plugin: str = "") -> None:
+    """Store ``pixels`` (rows, cols) in ``ds`` with ``transfer_syntax``, compressing if it is a
+    compressed syntax (``encoding_plugin``: pydicom's choice of encoder; "" lets it pick)."""
+    syntax = pydicom.uid.UID(transfer_syntax)
+    pixels = np.ascontiguousarray(pixels)
+    if syntax.is_compressed:
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        ds.compress(syntax, pixels, encoding_plugin=encoding_plugin)
+    else:
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.PixelData = pixels.astype(f"<{pixels.dtype.char}").tobytes()
 
 
 def stray_file(rng: np.random.Generator, folder: Path) -> Path:

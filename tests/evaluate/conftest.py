@@ -8,7 +8,6 @@ reuse path without the preprocess stage.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,9 +19,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pipeline.cache import IMAGES, MANIFEST, MANIFEST_COLUMNS, PROVENANCE, REJECTED
+from pipeline.cache import REJECTED_COLUMNS
 from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
 from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
+from tests import helpers
+from tests.helpers import compose_in
 
 CLASSES = ["CN", "MCI", "AD"]
 SIZE = 32  # pixels: small images keep the tests fast
@@ -134,23 +135,20 @@ def write_cache(
         if label in CLASSES:
             c = size // 4
             images[i, :, c:-c, c:-c] += CLASSES.index(label)
-    directory.mkdir(parents=True, exist_ok=True)
-    manifest = pd.DataFrame({col: [""] * n for col in MANIFEST_COLUMNS})
-    manifest["row"] = np.arange(n)
-    manifest["subject_id"] = list(subjects)
-    manifest["session_id"] = list(sessions) if sessions is not None else [""] * n
-    manifest["label"] = list(labels)
-    manifest["site"] = list(sites) if sites is not None else ["siteA"] * n
-    manifest["source_format"] = "dicom"
-    manifest["n_slices"] = 44
-    np.save(directory / IMAGES, images)
-    manifest.to_csv(directory / MANIFEST, index=False)
-    pd.DataFrame(
-        list(rejected), columns=["subject_id", "session_id", "path", "level", "reason"]
-    ).to_csv(directory / REJECTED, index=False)
+    manifest = pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "subject_id": list(subjects),
+            "session_id": list(sessions) if sessions is not None else [""] * n,
+            "label": list(labels),
+            "site": list(sites) if sites is not None else ["siteA"] * n,
+            "source_format": "dicom",
+            "n_slices": 44,
+        }
+    )
     provenance = {"preprocessing": pp, "preprocessing_hash": preprocessing_hash(pp)}
-    (directory / PROVENANCE).write_text(json.dumps(provenance), encoding="utf-8")
-    return directory
+    frame = pd.DataFrame(list(rejected), columns=list(REJECTED_COLUMNS))
+    return helpers.write_cache(directory, images, manifest, provenance, frame)
 
 
 def write_checkpoint(
@@ -222,22 +220,6 @@ def fakes() -> SimpleNamespace:
     )
 
 
-def compose_in(tmp_path: Path, config_name: str, *overrides: str) -> Any:
-    """Compose ``conf/<config_name>.yaml`` as the CLI would, with paths under ``tmp_path``."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(
-            config_name=config_name,
-            overrides=[
-                f"paths.cache={tmp_path / 'cache'}",
-                f"paths.runs={tmp_path / 'runs'}",
-                f"paths.data={tmp_path / 'data'}",
-                *overrides,
-            ],
-        )
-
-
 @pytest.fixture
 def evaluate_cfg(tmp_path: Path) -> Callable[..., Any]:
     """conf/evaluate.yaml pointing at ``tmp_path`` (200 bootstrap resamples), plus overrides."""
@@ -253,6 +235,5 @@ def predict_cfg(tmp_path: Path) -> Callable[..., Any]:
 
 
 @pytest.fixture(autouse=True)
-def quick_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skip the ``pip freeze`` subprocess (about a second per run) in in-process runs."""
-    monkeypatch.setattr("pipeline.provenance.pip_freeze", lambda: "fake==1.0\n")
+def _no_pip_freeze(quick_freeze: None) -> None:
+    """Every evaluate test runs without the ``pip freeze`` subprocess (tests/conftest.py)."""

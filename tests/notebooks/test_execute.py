@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from pipeline.cache import is_complete, load_cohort, read_table
 from pipeline.checkpoint import load_checkpoint
-from pipeline.config import CONF_DIR
+from pipeline.config import compose
 from pipeline.synthetic import generate_cohort
 
 
@@ -108,13 +107,12 @@ def make_demo_like(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     generate_cohort(project / "data/demo/dev", n_subjects=12, seed=3, site="A", **small)
     generate_cohort(project / "data/demo/heldout", n_subjects=6, seed=4, site="B", **small)
     monkeypatch.chdir(project)  # the conf/ defaults: relative paths data/..., cache/...
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        for data in ("demo_dev", "demo_heldout"):
-            cfg = compose("preprocess", overrides=[
-                f"data={data}", "normalize.size=64", "preprocess.workers=1",
-                "preprocess.progress=false",
-            ])  # fmt: skip
-            preprocess_cohort(cfg)
+    for data in ("demo_dev", "demo_heldout"):
+        cfg = compose("preprocess", [
+            f"data={data}", "normalize.size=64", "preprocess.workers=1",
+            "preprocess.progress=false",
+        ])  # fmt: skip
+        preprocess_cohort(cfg)
 
 
 @pytest.mark.slow

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from pipeline.config import CONF_DIR
+from pipeline.config import compose
+from pipeline.synthetic.phantom import UID_PREFIX, DicomWriter, axial_volume, head_volume, new_uid
 
 
 def compose_preprocess(overrides: list[str] | None = None) -> DictConfig:
     """``conf/preprocess.yaml`` composed with ``overrides``, as ``python -m`` would see it."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("preprocess", overrides=overrides or [])
+    return compose("preprocess", overrides or [])
 
 
 def ellipse_head(
@@ -48,32 +47,6 @@ def preprocess_cfg() -> DictConfig:
 # ---------------------------------------------------------------------------------------------
 # A small DICOM cohort on disk: head phantoms exported as single-frame MR series.
 
-#: Identifying values planted in every header; no output may contain any of them.
-PHI = {
-    "PatientName": "Doe^Jane^Q",
-    "PatientID": "PHI-ID-998877",
-    "PatientBirthDate": "19380517",
-    "InstitutionName": "St Elsewhere Memorial",
-    "ReferringPhysicianName": "House^Gregory",
-}
-#: Prefix of every UID the fixtures write (UIDs must not leak either).
-UID_PREFIX = "1.2.826.0.1.3680043.10.999."
-
-
-def phantom_volume(n_slices: int, rows: int, cols: int, seed: int) -> np.ndarray:
-    """An ellipsoidal "head" (brightest in its middle slices) with a subject-specific ventricle."""
-    rng = np.random.default_rng(seed)
-    k = np.linspace(-1.0, 1.0, n_slices)[:, None, None]
-    yy, xx = np.mgrid[:rows, :cols]
-    yy = (yy - (rows - 1) / 2) / (rows * 0.42)
-    xx = (xx - (cols - 1) / 2) / (cols * 0.38)
-    head = (yy**2 + xx**2 + (k * 0.9) ** 2) <= 1.0
-    ventricle = (yy / 0.25) ** 2 + (xx / (0.1 + 0.05 * rng.random())) ** 2 + (k / 0.5) ** 2 <= 1
-    volume = np.abs(rng.normal(0, 15, (n_slices, rows, cols)))
-    volume[head] += 600 + 100 * rng.random()
-    volume[ventricle & head] -= 400
-    return np.clip(volume, 0, 4000).astype(np.uint16)
-
 
 def write_series(
     folder: Path,
@@ -85,45 +58,17 @@ def write_series(
     study_uid: str | None = None,
     seed: int = 0,
 ) -> list[Path]:
-    """One file per slice, random file names, InstanceNumbers not in geometric order."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.filewriter import dcmwrite
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    study, series = study_uid or generate_uid(UID_PREFIX), generate_uid(UID_PREFIX)
-    n = volume.shape[0]
-    numbers = rng.permutation(n) + 1
-    paths = []
-    for k in range(n):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid(UID_PREFIX)
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-        for keyword, value in PHI.items():
-            setattr(ds, keyword, value)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-        ds.StudyDate, ds.StudyTime = "20200102", "101500"
-        ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "MR", description, 3
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.InstanceNumber = int(numbers[k])
-        # Axial, head first: +z is superior, so slice k sits at k * spacing along the normal.
-        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-        ds.ImagePositionPatient = [-40.0, -40.0, k * spacing - 20.0]
-        ds.PixelSpacing = [pixel_spacing, pixel_spacing]
-        ds.SliceThickness = spacing
-        ds.Rows, ds.Columns = volume.shape[1:]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = np.ascontiguousarray(volume[k]).tobytes()
-        path = folder / f"{rng.integers(1 << 40):011x}"
-        dcmwrite(path, ds, enforce_file_format=True)
-        paths.append(path)
-    return paths
+    """``volume`` (n, rows, cols) as an axial series with slice k at ``k * spacing - 20`` mm;
+    random file names, InstanceNumbers not in geometric order, a new study unless given."""
+    return DicomWriter().series(
+        folder,
+        axial_volume(volume, spacing=spacing, pixel_spacing=pixel_spacing),
+        names="random",
+        instance_numbers="shuffled",
+        description=description,
+        study_uid=study_uid or new_uid(),
+        seed=seed,
+    )
 
 
 @dataclass
@@ -144,13 +89,13 @@ def make_cohort(base: Path, n_good: int = 4, n_slices: int = 12, extras: bool = 
     rows, cols = 40, 36
     study_uids = {sid: f"{UID_PREFIX}{i + 1}" for i, sid in enumerate(subjects)}
     for i, sid in enumerate(subjects):
-        volume = phantom_volume(n_slices, rows, cols, i)
+        volume = head_volume(n_slices, rows, cols, i)
         write_series(root / sid / "study" / "t1", volume, study_uid=study_uids[sid], seed=i)
     lines = ["subject_id,label,age,sex,site"]
     lines += [f"{sid},{label},{70 + i},F,A" for i, (sid, label) in enumerate(subjects.items())]
     if extras:
         first = next(iter(subjects))
-        localizer = phantom_volume(3, rows, cols, 99)
+        localizer = head_volume(3, rows, cols, 99)
         write_series(
             root / first / "study" / "loc",
             localizer,
@@ -160,13 +105,13 @@ def make_cohort(base: Path, n_good: int = 4, n_slices: int = 12, extras: bool = 
         (root / first / "notes.txt").write_text("scanned on a Tuesday")
         (root / first / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
         second = list(subjects)[1 % n_good]
-        volume = phantom_volume(n_slices, rows, cols, 50)
+        volume = head_volume(n_slices, rows, cols, 50)
         files = write_series(root / second / "extra", volume, study_uid=study_uids[second])
         for path in files[1:]:
             path.unlink()
         files[0].write_bytes(files[0].read_bytes()[:1200])  # an interrupted copy
-        write_series(root / "sub-short" / "t1", phantom_volume(n_slices - 1, rows, cols, 7))
-        write_series(root / "sub-nolabel" / "t1", phantom_volume(n_slices, rows, cols, 8))
+        write_series(root / "sub-short" / "t1", head_volume(n_slices - 1, rows, cols, 7))
+        write_series(root / "sub-nolabel" / "t1", head_volume(n_slices, rows, cols, 8))
         lines += ["sub-short,AD,80,M,B", "sub-noimages,CN,66,M,B"]
     labels = base / "labels.csv"
     labels.write_text("\n".join(lines) + "\n")

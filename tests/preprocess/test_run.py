@@ -17,16 +17,9 @@ from pipeline import cache
 from pipeline.config import preprocessing_hash
 from pipeline.preprocess import run as run_module
 from pipeline.preprocess.run import PreprocessError, preprocess_cohort
+from pipeline.synthetic.phantom import PHI, UID_PREFIX, head_volume
 
-from .conftest import (
-    PHI,
-    UID_PREFIX,
-    Cohort,
-    cohort_cfg,
-    make_cohort,
-    phantom_volume,
-    write_series,
-)
+from .conftest import Cohort, cohort_cfg, make_cohort, write_series
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +114,7 @@ def test_rerun_is_incremental(cohort, tmp_path):
     # One subject's files change, one subject is added: only those two are decoded again.
     changed = next(p for p in (moved.root / "sub-002").rglob("*") if p.is_file())
     os.utime(changed, ns=(1, 1))
-    write_series(moved.root / "sub-010" / "t1", phantom_volume(12, 40, 36, 10), seed=10)
+    write_series(moved.root / "sub-010" / "t1", head_volume(12, 40, 36, 10), seed=10)
     with open(moved.labels, "a") as fh:
         fh.write("sub-010,MCI,75,M,C\n")
     out = preprocess_cohort(cfg)
@@ -213,8 +206,8 @@ def test_unlabeled_cohort_accepts_every_imaged_subject(cohort, tmp_path):
 def test_sessions_give_one_row_each(tmp_path):
     root = tmp_path / "dicom"
     for k, session in enumerate(("bl", "m12")):
-        write_series(root / "s1" / session, phantom_volume(12, 40, 36, k), seed=k)
-    write_series(root / "s2" / "bl", phantom_volume(12, 40, 36, 5), seed=5)
+        write_series(root / "s1" / session, head_volume(12, 40, 36, k), seed=k)
+    write_series(root / "s2" / "bl", head_volume(12, 40, 36, 5), seed=5)
     labels = tmp_path / "labels.tsv"
     labels.write_text(
         "subject_id\tsession_id\tlabel\ns1\tbl\tCN\ns1\tm12\tMCI\ns2\tbl\tAD\ns2\tm24\tAD\n"
@@ -311,9 +304,9 @@ def test_nifti_subjects_sit_beside_dicom_ones(tmp_path):
     import nibabel as nib
 
     root = tmp_path / "mixed"
-    write_series(root / "dcm" / "t1", phantom_volume(12, 40, 36, 1), seed=1)
+    write_series(root / "dcm" / "t1", head_volume(12, 40, 36, 1), seed=1)
     # (x, y, z) = (column, row, slice), 2 x 2 x 4 mm, RAS: slices go towards the head
-    volume = np.transpose(phantom_volume(12, 40, 36, 2), (2, 1, 0)).astype(np.float32)
+    volume = np.transpose(head_volume(12, 40, 36, 2), (2, 1, 0)).astype(np.float32)
     nib.save(nib.Nifti1Image(volume, np.diag([2.0, 2.0, 4.0, 1.0])), root / "nii.nii.gz")
     labels = tmp_path / "labels.csv"
     labels.write_text("subject_id,label\ndcm,CN\nnii,AD\n")

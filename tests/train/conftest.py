@@ -10,18 +10,17 @@ it; a linear model on pixels struggles with the moving position and varying inte
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from pipeline.cache import IMAGES, MANIFEST, MANIFEST_COLUMNS, PROVENANCE, cohort_dir
-from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
+from pipeline.cache import cohort_dir
+from pipeline.config import preprocessing_config, preprocessing_hash
+from tests.helpers import compose_in, write_cache
 
 #: Small and fast: 32x32 images, a 3-block CNN, a few epochs, no progress bar.
 FAST_OVERRIDES = (
@@ -44,13 +43,7 @@ JITTER = 0.18
 
 def compose_train(tmp: Path, *overrides: str) -> DictConfig:
     """conf/train.yaml with the fast settings, caches and runs under ``tmp``."""
-    base = [
-        f"paths.cache={tmp / 'cache'}",
-        f"paths.runs={tmp / 'runs'}",
-        f"paths.data={tmp / 'data'}",
-    ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=[*base, *FAST_OVERRIDES, *overrides])
+    return compose_in(tmp, "train", *FAST_OVERRIDES, *overrides)
 
 
 def _subject_image(label: int, size: int, n_slices: int, rng: np.random.Generator) -> np.ndarray:
@@ -116,10 +109,6 @@ def write_fake_cache(
                     "slice_positions_mm": "-4.0;0.0;4.0",
                 }
             )
-    directory = cohort_dir(cfg.paths.cache, cfg.data.name)
-    directory.mkdir(parents=True, exist_ok=True)
-    np.save(directory / IMAGES, np.stack(images))
-    pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).to_csv(directory / MANIFEST, index=False)
     provenance = {
         "preprocessing": preprocessing_config(cfg),
         "preprocessing_hash": preprocessing_hash(cfg),
@@ -127,8 +116,8 @@ def write_fake_cache(
         "data_name": str(cfg.data.name),
         "counts": {"accepted": len(rows)},
     }
-    (directory / PROVENANCE).write_text(json.dumps(provenance), encoding="utf-8")
-    return directory
+    directory = cohort_dir(cfg.paths.cache, cfg.data.name)
+    return write_cache(directory, np.stack(images), pd.DataFrame(rows), provenance)
 
 
 @pytest.fixture
@@ -141,9 +130,3 @@ def train_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def fake_cache() -> Callable[..., Path]:
     """``fake_cache(cfg, **kwargs)``: write a learnable fake cache (see write_fake_cache)."""
     return write_fake_cache
-
-
-@pytest.fixture
-def quick_freeze(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Skip the ``pip freeze`` subprocess (a second or two per run) where a test doesn't need it."""
-    monkeypatch.setattr("pipeline.provenance.pip_freeze", lambda: "fake==1.0\n")

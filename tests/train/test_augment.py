@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from pipeline.config import CONF_DIR
+from pipeline.config import compose
 from pipeline.train.augment import (
     BatchAugment,
     RandAdjustContrastBatch,
@@ -33,8 +32,7 @@ def _batch(n: int = 8, size: int = 32) -> torch.Tensor:
 
 
 def _default_augment(name: str = "default") -> BatchAugment:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"augment={name}"])
+    cfg = compose("train", [f"augment={name}"])
     return instantiate(cfg.augment, _convert_="all")
 
 

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from pipeline.config import CONF_DIR
+from pipeline.config import CONF_DIR, compose
 from pipeline.train.augment import BatchAugment
 from pipeline.train.trainer import data_workers, resolve_trainer_settings
 
@@ -18,8 +17,7 @@ AUGMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "augment").glob("*.yaml"))
 
 
 def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+    return compose("train", overrides)
 
 
 @pytest.mark.parametrize("name", TRAINERS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
@@ -14,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pipeline.cache import load_cohort
 from pipeline.checkpoint import load_checkpoint
-from pipeline.config import CONF_DIR
+from pipeline.config import compose
 from pipeline.preprocess.run import preprocess_cohort
 from pipeline.synthetic import generate_cohort
 from pipeline.train import train
@@ -63,28 +62,27 @@ def test_default_model_learns_the_demo_cohort_above_a_linear_baseline(tmp_path, 
         tmp_path / "demo", n_subjects=200, seed=0, workers=2, matrix=[[128, 128]]
     )
     paths = [f"paths.cache={tmp_path / 'cache'}", "data.name=mini", "normalize.size=64"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        pre = compose(
-            "preprocess",
-            overrides=[
-                *paths,
-                f"data.root={cohort / 'dicom'}",
-                f"data.labels={cohort / 'labels.csv'}",
-                "preprocess.progress=false",
-            ],
-        )
-        cfg = compose(
-            "train",
-            overrides=[
-                *paths,
-                "trainer.max_epochs=40",
-                "trainer.min_epochs=10",
-                "trainer.enable_progress_bar=false",
-                "trainer.enable_model_summary=false",
-                "train.val_fraction=0.3",
-                "train.batch_size=16",
-            ],
-        )
+    pre = compose(
+        "preprocess",
+        [
+            *paths,
+            f"data.root={cohort / 'dicom'}",
+            f"data.labels={cohort / 'labels.csv'}",
+            "preprocess.progress=false",
+        ],
+    )
+    cfg = compose(
+        "train",
+        [
+            *paths,
+            "trainer.max_epochs=40",
+            "trainer.min_epochs=10",
+            "trainer.enable_progress_bar=false",
+            "trainer.enable_model_summary=false",
+            "train.val_fraction=0.3",
+            "train.batch_size=16",
+        ],
+    )
     cache = preprocess_cohort(pre)
     result = train(cfg, tmp_path / "run")
     cnn = result.mean_val_bal_acc

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from pipeline.checkpoint import build_model
-from pipeline.config import CONF_DIR, to_container
+from pipeline.config import CONF_DIR, compose, to_container
 from pipeline.models import SimpleCNN, input_channels, sized_model_config
 
 MODELS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
@@ -35,8 +34,7 @@ CASES = [
 
 @pytest.mark.parametrize(("name", "slice_mode"), CASES)
 def test_model_config_builds_and_runs(name: str, slice_mode: str) -> None:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("train", overrides=[f"model={name}", f"data.slice_mode={slice_mode}"])
+    cfg = compose("train", [f"model={name}", f"data.slice_mode={slice_mode}"])
     config = sized_model_config(to_container(cfg.model), input_channels(slice_mode, 3), 3)
     assert "pretrained" not in config or config["pretrained"] is False
     model = build_model(config).eval()
