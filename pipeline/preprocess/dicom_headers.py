@@ -35,15 +35,22 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from pipeline.preprocess.dicom_raw import NeedsPydicom, read_raw_header
+from pipeline.preprocess.dicom_raw import (
+    NeedsPydicom,
+    find_pixel_data,
+    looks_explicit,
+    open_dataset,
+    read_raw_header,
+)
 
 #: Media Storage SOP Class of a DICOMDIR (a directory index, not an image).
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 
-#: Pixel data tags: Float, Double Float and plain Pixel Data.
-_PIXEL_TAGS = (0x7FE00008, 0x7FE00009, 0x7FE00010)
+#: Pixel data tags: Float, Double Float and plain Pixel Data, as (group, element).
+_PIXEL_GROUP_ELEMENTS = ((0x7FE0, 0x0008), (0x7FE0, 0x0009), (0x7FE0, 0x0010))
 
 _HEADER_KEYWORDS = (
     "SpecificCharacterSet",
@@ -119,6 +126,10 @@ class FrameHeader:
     rescale: tuple[float, float] | None  # (RescaleSlope, RescaleIntercept) of this frame
     modality_lut: Dataset | None = None  # a Modality LUT Sequence, when the file has one
     localizer: bool = False  # ImageType names it a LOCALIZER (a scout / survey image)
+    # Set when pydicom must read the whole file before decoding its pixels: the transfer syntax
+    # to decode with (a deflated dataset, a VR encoding its file meta misstates, or no file
+    # meta at all). None: pydicom decodes the wanted frame straight from the file.
+    full_read_syntax: str | None = None
 
 
 def _sniff_dicom(head: bytes) -> bool:
@@ -129,26 +140,45 @@ def _sniff_dicom(head: bytes) -> bool:
     return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
-#: File name endings that say "DICOM": such a file that is too short to be one was cut short.
+#: File name endings that say "DICOM": such a file that does not start like one is damaged.
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
 APPLE_DOUBLE = b"\x00\x05\x16\x07"
+_CHUNK = 1 << 20
 
 
-def _raise_if_cut_short(path: Path, head: bytes) -> None:
-    """DicomFileError for a file shorter than a DICOM preamble that looks like a cut-off one.
+def _raise_if_not_a_copy(fh: BinaryIO, path: Path, head: bytes) -> None:
+    """DicomFileError for a file that is not DICOM but looks like a damaged copy of one.
 
-    An empty file, a short file named like DICOM, or a short run of zero bytes (the start of the
-    128-byte preamble) is a failed or interrupted copy, which must be reported, not counted
-    with the stray notes and .DS_Store files.
+    An empty file, a file of zero bytes only (a failed copy, or a short run of the 128-byte
+    preamble), or a file named like DICOM (.dcm, .ima) is reported, not counted with the stray
+    notes and .DS_Store files that real exports carry.
     """
-    if len(head) >= 132 or head.startswith(APPLE_DOUBLE) or path.name.startswith("._"):
+    if head.startswith(APPLE_DOUBLE) or path.name.startswith("._"):
         return  # macOS resource-fork companions ("._IM0001.dcm") are junk, however named
     if not head:
         raise DicomFileError("empty file (0 bytes): a failed or interrupted copy?")
-    if path.suffix.lower() in DICOM_SUFFIXES or not head.strip(b"\x00"):
+    named_dicom, zeros = path.suffix.lower() in DICOM_SUFFIXES, not head.strip(b"\x00")
+    if len(head) < 132 and (named_dicom or zeros):
         raise DicomFileError(
             f"only {len(head)} bytes, shorter than a DICOM preamble (truncated copy?)"
         )
+    if zeros and _only_zeros(fh):
+        size = os.fstat(fh.fileno()).st_size
+        raise DicomFileError(f"all {size} bytes are zero: a failed or interrupted copy?")
+    if not named_dicom:
+        return
+    raise DicomFileError(
+        f"named like a DICOM file ({path.suffix}) but does not start like one (no DICM "
+        "marker after the preamble, no DICOM element at the start): damaged, or not DICOM"
+    )
+
+
+def _only_zeros(fh: BinaryIO) -> bool:
+    """Whether the rest of ``fh`` holds zero bytes only (stops at the first other byte)."""
+    while chunk := fh.read(_CHUNK):
+        if chunk.strip(b"\x00"):
+            return False
+    return True
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
@@ -269,41 +299,56 @@ def _check_pixel_extent(
     n_frames: int,
     file_size: int,
 ) -> None:
-    """Raise DicomFileError when the pixel data is missing, short, or ends past the file's end."""
+    """Raise DicomFileError when the pixel data is missing, short, or ends past the file's end.
+
+    ``fh`` holds the dataset (the file, or a deflated file's inflated dataset) and
+    ``file_size`` is its size.
+    """
     if length is None:
         raise DicomFileError("image header without pixel data (file cut short before its pixels?)")
-    if length != 0xFFFFFFFF:
-        rows, cols = values.integer("Rows") or 0, values.integer("Columns") or 0
-        samples = values.integer("SamplesPerPixel") or 1
-        bits = values.integer("BitsAllocated") or 16
-        expected = (rows * cols * samples * bits * n_frames + 7) // 8
-        if length < expected:
-            raise DicomFileError(
-                f"pixel data holds {length} bytes but {rows}x{cols}x{n_frames} frame(s) "
-                f"need {expected} (truncated or corrupt file)"
-            )
-        if value_start + length > file_size:
-            raise DicomFileError(
-                f"file ends {value_start + length - file_size} bytes before the end of its pixel "
-                "data (truncated copy?)"
-            )
+    if length == 0xFFFFFFFF:
+        _check_fragments(fh, value_start, file_size, "<" if values.little_endian else ">")
         return
-    # Encapsulated (compressed): walk the item headers up to the sequence delimiter.
-    endian = "<" if values.little_endian else ">"
+    rows, cols = values.integer("Rows") or 0, values.integer("Columns") or 0
+    samples = values.integer("SamplesPerPixel") or 1
+    bits = values.integer("BitsAllocated") or 16
+    expected = (rows * cols * samples * bits * n_frames + 7) // 8
+    if length < expected:
+        raise DicomFileError(
+            f"pixel data holds {length} bytes but {rows}x{cols}x{n_frames} frame(s) "
+            f"need {expected} (truncated or corrupt file)"
+        )
+    if value_start + length > file_size:
+        raise DicomFileError(
+            f"file ends {value_start + length - file_size} bytes before the end of its pixel "
+            "data (truncated copy?)"
+        )
+
+
+def _check_fragments(fh: BinaryIO, value_start: int, file_size: int, endian: str) -> None:
+    """Raise DicomFileError unless the compressed pixel data's items all lie inside the file.
+
+    pydicom's ``parse_fragments`` treats the end of the file as the end of the fragments, so
+    the last fragment's extent and the sequence delimiter after it are checked here.
+    """
     fh.seek(value_start)
-    while True:
-        item = fh.read(8)
-        if len(item) < 8:
-            raise DicomFileError(
-                "compressed pixel data ends without its sequence delimiter (truncated copy?)"
-            )
-        group, element, item_length = struct.unpack(f"{endian}HHL", item)
-        tag = group << 16 | element
-        if tag == 0xFFFEE0DD:
-            return
-        if tag != 0xFFFEE000 or fh.tell() + item_length > file_size:
-            raise DicomFileError("compressed pixel data is cut short or corrupt (truncated copy?)")
-        fh.seek(item_length, os.SEEK_CUR)
+    try:
+        parse_basic_offsets(fh, endianness=endian)
+        _, offsets = parse_fragments(fh, endianness=endian)
+    except (ValueError, struct.error) as err:
+        raise DicomFileError(
+            f"compressed pixel data is corrupt ({err})"
+        ) from err
+    end = fh.tell()  # just after the Basic Offset Table when there are no fragments
+    if offsets:
+        fh.seek(offsets[-1] + 4)
+        end = offsets[-1] + 8 + struct.unpack(f"{endian}L", fh.read(4))[0]
+    fh.seek(end)
+    delimiter = fh.read(4)
+    if end + 8 > file_size or struct.unpack(f"{endian}HH", delimiter) != (0xFFFE, 0xE0DD):
+        raise DicomFileError(
+            "compressed pixel data ends without its sequence delimiter (truncated copy?)"
+        )
 
 
 def _frame_header(
@@ -369,10 +414,17 @@ def _functional_value(groups: list[Dataset | None], macro: str, keyword: str) ->
 
 
 def _lut_sequence(ds: Dataset | None) -> Dataset | None:
+    """The Modality LUT module ``apply_modality_lut`` reads, with the file's byte order.
+
+    LUTData encoded OW is raw bytes: pydicom unpacks it with the dataset's endianness, which
+    a bare Dataset does not have.
+    """
     if ds is None or not ds.get("ModalityLUTSequence"):
         return None
     lut = Dataset()
     lut.ModalityLUTSequence = ds.ModalityLUTSequence
+    implicit, little_endian = ds.original_encoding
+    lut.set_original_encoding(implicit, little_endian is not False)
     return lut
 
 
@@ -419,28 +471,102 @@ def _read_with_pydicom(fh: BinaryIO, path: Path, file_size: int) -> list[FrameHe
             fh, stop_before_pixels=True, specific_tags=_PYDICOM_TAGS, defer_size=4096, force=True
         )
     except Exception as err:  # pydicom raises many types for corrupt headers
-        raise DicomFileError(f"unreadable DICOM header ({type(err).__name__}: {err})") from err
+        raise DicomFileError(
+            f"unreadable DICOM header ({type(err).__name__}: {err})"
+        ) from err
     values = HeaderValues.from_dataset(ds)
     n_frames = _check_image(values)
-    # dcmread stopped at the pixel data element: read its tag and length where it starts.
-    start = fh.tell()
-    head = fh.read(12)
-    endian = "<" if values.little_endian else ">"
-    length = None
-    group, element = struct.unpack(f"{endian}HH", head[:4]) if len(head) >= 8 else (0, 0)
-    if group << 16 | element in _PIXEL_TAGS:
-        offset = 4 if ds.original_encoding[0] else 8  # implicit VR: no VR and reserved bytes
-        length = struct.unpack(f"{endian}L", head[offset : offset + 4])[0]
-        start += offset + 4
-    _check_pixel_extent(fh, values, length, start, n_frames, file_size)
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and UID(syntax).is_deflated:
+        stream, size, (length, start), implicit = _inflated_pixel_data(fh)
+    else:
+        # dcmread stopped at the pixel data element: read its tag and length where it starts.
+        stream, size = fh, file_size
+        length, start, implicit = _pixel_element(fh, values.little_endian)
+    _check_pixel_extent(stream, values, length, start, n_frames, size)
+    full_read = _full_read_syntax(syntax, implicit, values.little_endian, length)
     per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
     # A classic file may carry a stray, empty per-frame sequence; only a sequence with one item
     # per frame, in a file without top-level geometry or with several frames, makes it enhanced.
     if len(per_frame) == n_frames and (n_frames > 1 or not values.has("ImagePositionPatient")):
-        return _enhanced_frames(path, ds, values, per_frame)
+        frames = _enhanced_frames(path, ds, values, per_frame)
+    else:
+        frames = [replace(_classic_frame(path, values, n_frames), modality_lut=_lut_sequence(ds))]
+    return frames if full_read is None else [replace(f, full_read_syntax=full_read) for f in frames]
+
+
+def _pixel_element(fh: BinaryIO, little_endian: bool) -> tuple[int | None, int, bool | None]:
+    """(length, value offset, implicit VR?) of the pixel data element starting at ``fh``'s position.
+
+    The element's own VR bytes say how it is encoded (see ``looks_explicit``): pydicom switches
+    to the real encoding silently, so the file meta cannot be trusted for this.
+    """
+    start = fh.tell()
+    head = fh.read(12)
+    endian = "<" if little_endian else ">"
+    if len(head) < 8 or struct.unpack(f"{endian}HH", head[:4]) not in _PIXEL_GROUP_ELEMENTS:
+        return None, start, None
+    implicit = not looks_explicit(head)
+    offset = 4 if implicit else 8  # implicit VR: no VR and reserved bytes
+    if len(head) < offset + 4:
+        return None, start, implicit
+    return struct.unpack(f"{endian}L", head[offset : offset + 4])[0], start + offset + 4, implicit
+
+
+def _inflated_pixel_data(
+    fh: BinaryIO,
+) -> tuple[BinaryIO, int, tuple[int | None, int], bool]:
+    """A deflated file's inflated dataset, its size, its pixel data's (length, offset) and VR."""
+    fh.seek(0)
+    try:
+        dataset = open_dataset(fh)
+        return dataset.stream, dataset.size, find_pixel_data(dataset), dataset.implicit
+    except NeedsPydicom as err:
+        raise DicomFileError(f"deflated dataset cannot be inflated or walked ({err})") from err
+
+
+def _full_read_syntax(
+    syntax: str | None, implicit: bool | None, little_endian: bool, pixel_length: int | None
+) -> str | None:
+    """The transfer syntax to decode with after a whole-file read, or None (see FrameHeader)."""
+    if syntax is None:
+        if pixel_length == 0xFFFFFFFF:
+            raise DicomFileError(
+                "no transfer syntax (no file meta information) for compressed pixel data: "
+                "the codec is unknown, so the pixels cannot be decoded"
+            )
+        if implicit:  # implicit VR is always little endian
+            return ImplicitVRLittleEndian
+        return ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
+    uid = UID(syntax)
+    if uid.is_deflated or (implicit is not None and implicit != uid.is_implicit_VR):
+        return uid
+    return None
+
+
+def _read_frames(fh: BinaryIO, path: Path) -> list[FrameHeader]:
+    head = fh.read(132)
+    if not _sniff_dicom(head):
+        _raise_if_not_a_copy(fh, path, head)
+        raise NotDicomImageError("not DICOM")
+    file_size = os.fstat(fh.fileno()).st_size
+    fh.seek(0)
+    try:
+        raw = read_raw_header(fh, _WANTED)
+    except NeedsPydicom:
+        fh.seek(0)
+        return _read_with_pydicom(fh, path, file_size)
+    values = HeaderValues(raw.values)
+    n_frames = _check_image(values)
+    dataset = raw.dataset
+    _check_pixel_extent(
+        dataset.stream, values, raw.pixel_length, raw.pixel_offset, n_frames, dataset.size
+    )
     frame = _classic_frame(path, values, n_frames)
-    lut = _lut_sequence(ds)
-    return [frame if lut is None else replace(frame, modality_lut=lut)]
+    if dataset.transfer_syntax.is_deflated or not dataset.vr_as_declared:
+        frame = replace(frame, full_read_syntax=dataset.transfer_syntax)
+    return [frame]
 
 
 def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
@@ -453,18 +579,4 @@ def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
     with open(path, "rb") as fh, warnings.catch_warnings():
         # pydicom warns about odd values; the checks here report what matters, once, per file.
         warnings.simplefilter("ignore")
-        head = fh.read(132)
-        if not _sniff_dicom(head):
-            _raise_if_cut_short(path, head)
-            raise NotDicomImageError("not DICOM")
-        file_size = os.fstat(fh.fileno()).st_size
-        fh.seek(0)
-        try:
-            raw = read_raw_header(fh, _WANTED)
-        except NeedsPydicom:
-            fh.seek(0)
-            return _read_with_pydicom(fh, path, file_size)
-        values = HeaderValues(raw.values)
-        n_frames = _check_image(values)
-        _check_pixel_extent(fh, values, raw.pixel_length, raw.pixel_offset, n_frames, file_size)
-        return [_classic_frame(path, values, n_frames)]
+        return _read_frames(fh, path)

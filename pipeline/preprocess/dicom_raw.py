@@ -7,17 +7,24 @@ keeps the raw bytes of the few top-level elements asked for and stops at the pix
 15x faster, which is what makes ingestion several times faster than reading whole series.
 
 It deliberately covers only the plain case: a Part 10 file ('DICM' preamble), little-endian
-(implicit or explicit VR, native or encapsulated pixel data), no functional groups, no Modality
-LUT Sequence. For anything else, or anything unexpected, it raises :class:`NeedsPydicom` and
-the caller reads the file with pydicom, which also produces the error message for broken files.
-Value decoding (numbers, character sets) stays with the caller and pydicom.
+(implicit or explicit VR, native or encapsulated pixel data, or a deflated dataset, which is
+inflated first), no functional groups, no Modality LUT Sequence. For anything else, or anything
+unexpected, it raises :class:`NeedsPydicom` and the caller reads the file with pydicom, which
+also produces the error message for broken files. Value decoding (numbers, character sets)
+stays with the caller and pydicom.
+
+The VR encoding is sniffed at the first dataset element, as pydicom does: some writers declare
+explicit VR in the file meta and write implicit VR (or the reverse; pydicom's
+``SC_rgb_jpeg.dcm`` is one), and trusting the meta would read such a file as garbage.
 """
 
 from __future__ import annotations
 
+import io
 import struct
+import zlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from pydicom.uid import UID
@@ -42,14 +49,46 @@ class NeedsPydicom(Exception):
     """The file is outside this reader's scope (or malformed): read it with pydicom."""
 
 
+def looks_explicit(head: bytes) -> bool | None:
+    """Whether an element header (tag + 2 bytes) carries an explicit VR; None if too short.
+
+    pydicom's own test (``filereader._is_implicit_vr``): two upper-case letters after the tag.
+    In implicit VR those bytes are the low half of a length, which would have to exceed 16 kB
+    with both bytes in 'A'-'Z' for the test to be fooled.
+    """
+    if len(head) < 6:
+        return None
+    return 0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B
+
+
+@dataclass(frozen=True)
+class DatasetStream:
+    """The dataset of a Part 10 file, after its file meta: in the file, or inflated in memory."""
+
+    stream: BinaryIO = field(repr=False, compare=False)  # positioned at the first element
+    size: int  # bytes in ``stream``: the file's size, or the inflated dataset's end
+    meta: dict[int, bytes]  # raw values of the file meta elements
+    transfer_syntax: UID
+    implicit: bool  # the VR encoding actually found (see :func:`looks_explicit`)
+
+    @property
+    def vr_as_declared(self) -> bool:
+        """The dataset's VR encoding is the one its transfer syntax names."""
+        return self.implicit == self.transfer_syntax.is_implicit_VR
+
+
 @dataclass(frozen=True)
 class RawHeader:
     """Raw value bytes of the requested top-level elements, and where the pixel data lies."""
 
     values: dict[int, bytes]
-    transfer_syntax: UID
-    pixel_length: int | None  # None when the file ends before any pixel data element
-    pixel_offset: int  # file offset of the first byte of the pixel data value
+    dataset: DatasetStream
+    pixel_length: int | None  # None when the dataset ends before any pixel data element
+    pixel_offset: int  # offset in ``dataset.stream`` of the first byte of the pixel data value
+
+    @property
+    def transfer_syntax(self) -> UID:
+        return self.dataset.transfer_syntax
 
 
 def _read(fh: BinaryIO, n: int) -> bytes:
@@ -103,19 +142,26 @@ def _skip_sequence(fh: BinaryIO, implicit: bool) -> None:
                 fh.seek(length, 1)
 
 
-def read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
-    """Raw bytes of the ``wanted`` top-level tags of the Part 10 file open in ``fh`` (at 0).
+def _guarded(error: Exception) -> NeedsPydicom:
+    return NeedsPydicom(f"{type(error).__name__}: {error}")
 
-    Raises :class:`NeedsPydicom` when the file is not a plain little-endian classic image file,
-    or is malformed in any way (pydicom then reads it, or says what is wrong with it).
+
+_ERRORS = (struct.error, ValueError, OverflowError, OSError, RecursionError, zlib.error)
+
+
+def open_dataset(fh: BinaryIO) -> DatasetStream:
+    """The dataset of the Part 10 file open in ``fh`` (at 0), past its file meta.
+
+    A deflated dataset is inflated into memory. Raises :class:`NeedsPydicom` for a file without
+    a 'DICM' preamble, a big-endian one, or a file meta this reader cannot use.
     """
     try:
-        return _read_raw_header(fh, wanted)
-    except (struct.error, ValueError, OverflowError, OSError, RecursionError) as err:
-        raise NeedsPydicom(f"{type(err).__name__}: {err}") from err
+        return _open_dataset(fh)
+    except _ERRORS as err:
+        raise _guarded(err) from err
 
 
-def _read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
+def _open_dataset(fh: BinaryIO) -> DatasetStream:
     preamble = fh.read(132)
     if len(preamble) != 132 or preamble[128:] != b"DICM":
         raise NeedsPydicom("no DICM preamble")
@@ -132,20 +178,68 @@ def _read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
         meta[tag] = _read(fh, length)
     try:
         syntax = UID(meta[_TRANSFER_SYNTAX].rstrip(b"\x00 ").decode("ascii"))
-        if not syntax.is_little_endian or syntax.is_deflated:
-            raise NeedsPydicom(f"transfer syntax {syntax.name}")
-        implicit = syntax.is_implicit_VR
-    except (KeyError, ValueError, UnicodeDecodeError) as err:
+    except (KeyError, UnicodeDecodeError) as err:
         raise NeedsPydicom(f"unusable transfer syntax ({err})") from err
+    if not syntax.is_transfer_syntax or not syntax.is_little_endian:
+        raise NeedsPydicom(f"transfer syntax {syntax.name}")
+    stream, size = fh, None
+    if syntax.is_deflated:  # PS3.5 A.5: raw deflate (no zlib header) of the whole dataset
+        inflated = zlib.decompress(fh.read(), -zlib.MAX_WBITS)
+        stream, size = io.BytesIO(inflated), len(inflated)
+    start = stream.tell()
+    explicit = looks_explicit(stream.read(6))
+    stream.seek(start)
+    implicit = syntax.is_implicit_VR if explicit is None else not explicit
+    if size is None:
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(start)
+    return DatasetStream(stream, size, meta, syntax, implicit)
+
+
+def read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
+    """Raw bytes of the ``wanted`` top-level tags of the Part 10 file open in ``fh`` (at 0).
+
+    Raises :class:`NeedsPydicom` when the file is not a plain little-endian classic image file,
+    or is malformed in any way (pydicom then reads it, or says what is wrong with it).
+    """
+    dataset = open_dataset(fh)
+    meta = dataset.meta
     values = {tag: meta[tag] for tag in (_TRANSFER_SYNTAX, _SOP_CLASS) if tag in meta}
+    try:
+        length, offset = _walk(dataset, wanted, values, refuse=_PYDICOM_ONLY)
+    except _ERRORS as err:
+        raise _guarded(err) from err
+    return RawHeader(values, dataset, length, offset)
+
+
+def find_pixel_data(dataset: DatasetStream) -> tuple[int | None, int]:
+    """(length, value offset) of the pixel data element of ``dataset``, skipping everything.
+
+    For files pydicom reads whose pixel data pydicom cannot locate for us (a deflated dataset:
+    pydicom inflates it into a buffer of its own). Raises :class:`NeedsPydicom` if malformed.
+    """
+    try:
+        return _walk(dataset, (), {}, refuse=frozenset())
+    except _ERRORS as err:
+        raise _guarded(err) from err
+
+
+def _walk(
+    dataset: DatasetStream,
+    wanted: Collection[int],
+    values: dict[int, bytes],
+    refuse: Collection[int],
+) -> tuple[int | None, int]:
+    """Walk the top-level elements into ``values`` up to the pixel data: (length, offset)."""
+    fh, implicit = dataset.stream, dataset.implicit
     while True:
         header = _element_header(fh, implicit)
         if header is None:
-            return RawHeader(values, syntax, None, fh.tell())
+            return None, fh.tell()
         tag, vr, length = header
         if tag in _PIXEL_TAGS:
-            return RawHeader(values, syntax, length, fh.tell())
-        if tag in _PYDICOM_ONLY:
+            return length, fh.tell()
+        if tag in refuse:
             raise NeedsPydicom(f"element {tag:08X} needs pydicom")
         if length == _UNDEFINED:
             if not implicit and vr not in (b"SQ", b"UN"):

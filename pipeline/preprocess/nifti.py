@@ -109,7 +109,7 @@ class NiftiSliceReader:
             slices = [self._read_one(image, int(k)) for k in indices]
         except Exception as err:  # nibabel/gzip raise many types; the file is what matters
             raise SliceReadError(
-                f"cannot read slices of {self.path} ({type(err).__name__}: {err})"
+                self.path, f"{type(err).__name__}: {err}", what="cannot read slices of"
             ) from err
         if not slices:
             return np.empty((0, *_canonical_in_plane_shape(self.geometry)), dtype=np.float32)

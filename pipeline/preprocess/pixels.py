@@ -2,11 +2,15 @@
 
 pydicom 3 decodes every transfer syntax it supports, with the pylibjpeg plugins for JPEG baseline
 and lossless, JPEG-LS, JPEG 2000 and RLE; ``pixel_array``/``iter_pixels`` with a frame index read
-just that frame from the file, so a 44-slice series costs three decodes, not 44.
+just that frame from the file, so a 44-slice series costs three decodes, not 44. A file whose
+pixel data pydicom cannot reach that way (a deflated dataset, a VR encoding its file meta
+misstates, no file meta; see ``FrameHeader.full_read_syntax``) is read whole with ``dcmread``
+first.
 
-Per slice, in this order: MONOCHROME1 inversion over the storable range (a series-wide constant,
-so every slice of a series maps the same way), pydicom's ``apply_modality_lut``
-(RescaleSlope/Intercept or a Modality LUT, per frame for enhanced MR), then the in-plane
+Per slice, in the order of the standard (PS3.3 C.11.1, C.7.6.3.1.2): pydicom's
+``apply_modality_lut`` (RescaleSlope/Intercept or a Modality LUT, per frame for enhanced MR),
+then for MONOCHROME1 the inversion over the modality output range of the storable values (a
+series-wide constant, so every slice of a series maps the same way), then the in-plane
 transpose/flips of :class:`~.geometry.InPlaneTransform`. Signed data is sign-extended by pydicom.
 """
 
@@ -18,14 +22,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, iter_pixels, pixel_array
 
+from pipeline.preprocess.dicom_headers import FrameHeader
+from pipeline.preprocess.discover import relative_path
 from pipeline.preprocess.geometry import InPlaneTransform
 
 
 class SliceReadError(RuntimeError):
-    """A slice's pixels could not be decoded; the message names the file and pydicom's error."""
+    """A slice's pixels could not be decoded: the file and the decoder's reason."""
+
+    def __init__(self, path: Path, detail: str, what: str = "cannot decode the pixels of") -> None:
+        self.path, self.detail, self.what = Path(path), detail, what
+        super().__init__(f"{what} {path} ({detail})")
+
+    def reason(self, root: Path) -> str:
+        """The message with the file named relative to ``root`` (``data.root``)."""
+        return f"{self.what} {relative_path(self.path, root)} ({self.detail})"
 
 
 @dataclass(frozen=True)
@@ -38,6 +53,20 @@ class DicomSlice:
     stored_range: tuple[int, int]
     rescale: tuple[float, float] | None  # (RescaleSlope, RescaleIntercept)
     modality_lut: Dataset | None = None  # a Modality LUT Sequence, when the file has one
+    full_read_syntax: str | None = None  # see FrameHeader.full_read_syntax
+
+    @classmethod
+    def from_frame(cls, frame: FrameHeader) -> DicomSlice:
+        """What decoding needs of one frame's header."""
+        return cls(
+            frame.path,
+            frame.frame,
+            frame.photometric,
+            frame.stored_range,
+            frame.rescale,
+            frame.modality_lut,
+            frame.full_read_syntax,
+        )
 
     def modality_dataset(self) -> Dataset:
         """The Modality LUT module pydicom's ``apply_modality_lut`` reads, for this slice.
@@ -51,16 +80,55 @@ class DicomSlice:
             module.RescaleSlope, module.RescaleIntercept = self.rescale
         return module
 
+    def output_range(self) -> tuple[float, float]:
+        """Smallest and largest modality output value of the storable range (MONOCHROME1)."""
+        low, high = self.stored_range
+        inputs = np.array([low, high], dtype=np.int64)
+        module = self.modality_dataset()
+        if module.get("ModalityLUTSequence"):
+            # A LUT need not be monotonic: map every input it defines, and the range's ends.
+            descriptor = module.ModalityLUTSequence[0].LUTDescriptor
+            first = int(descriptor[1])
+            entries = np.arange(first, first + (int(descriptor[0]) or 2**16), dtype=np.int64)
+            inputs = np.concatenate([inputs, entries[(entries >= low) & (entries <= high)]])
+        mapped = np.asarray(apply_modality_lut(inputs, module), dtype=np.float64)
+        return float(mapped.min()), float(mapped.max())
+
 
 def to_physical(stored: np.ndarray, item: DicomSlice) -> np.ndarray:
-    """Stored values -> float32 physical values (MONOCHROME1 inverted, modality LUT applied)."""
-    values = stored
+    """Stored values -> float32 physical values: modality LUT, then MONOCHROME1 inversion.
+
+    The Modality LUT indexes with the stored integers, so it must come first; the inversion
+    then mirrors its output over the output range of the storable values rather than the
+    slice's own min/max, so the mapping is the same for every slice of the series.
+    """
+    values = np.asarray(apply_modality_lut(stored, item.modality_dataset()), dtype=np.float64)
     if item.photometric == "MONOCHROME1":
-        # Invert over the storable range rather than the slice's own min/max, so the mapping is
-        # the same for every slice of the series.
-        low, high = item.stored_range
-        values = (low + high) - stored.astype(np.float64)
-    return np.asarray(apply_modality_lut(values, item.modality_dataset()), dtype=np.float32)
+        low, high = item.output_range()
+        values = (low + high) - values
+    return values.astype(np.float32)
+
+
+def _whole_dataset(path: Path, syntax: str) -> Dataset:
+    """The file read whole by pydicom, labelled with the transfer syntax to decode it with."""
+    ds = pydicom.dcmread(path, force=True)
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def _decode_file(
+    path: Path, frames: list[int | None], syntax: str | None
+) -> dict[int | None, np.ndarray]:
+    """The stored values of ``frames`` of one file (``[None]``: a single-frame file)."""
+    source: Path | Dataset = path if syntax is None else _whole_dataset(path, syntax)
+    if None in frames:
+        return {None: pixel_array(source)}
+    wanted = sorted({f for f in frames if f is not None})
+    if len(wanted) == 1:
+        return {wanted[0]: pixel_array(source, index=wanted[0])}
+    return dict(zip(wanted, iter_pixels(source, indices=wanted), strict=True))
 
 
 @dataclass(frozen=True)
@@ -74,29 +142,22 @@ class DicomSliceReader:
     transform: InPlaneTransform
     shape: tuple[int, int]  # (rows, cols) after the transform
 
-    def _decode_file(self, path: Path, frames: list[int | None]) -> dict[int | None, np.ndarray]:
-        if None in frames:  # a single-frame file
-            return {None: pixel_array(path)}
-        wanted = sorted({f for f in frames if f is not None})
-        if len(wanted) == 1:
-            return {wanted[0]: pixel_array(path, index=wanted[0])}
-        return dict(zip(wanted, iter_pixels(path, indices=wanted), strict=True))
-
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
         if len(indices) == 0:
             return np.empty((0, *self.shape), dtype=np.float32)
         by_file: dict[Path, list[int | None]] = defaultdict(list)
+        syntax: dict[Path, str | None] = {}
         for i in indices:
-            by_file[self.slices[i].path].append(self.slices[i].frame)
+            item = self.slices[i]
+            by_file[item.path].append(item.frame)
+            syntax[item.path] = item.full_read_syntax
         decoded: dict[tuple[Path, int | None], np.ndarray] = {}
         for path, frames in by_file.items():
             try:
-                for frame, array in self._decode_file(path, frames).items():
+                for frame, array in _decode_file(path, frames, syntax[path]).items():
                     decoded[path, frame] = array
             except Exception as err:  # decoders raise many types; the file is what matters
-                raise SliceReadError(
-                    f"cannot decode the pixels of {path} ({type(err).__name__}: {err})"
-                ) from err
+                raise SliceReadError(path, f"{type(err).__name__}: {err}") from err
         out = []
         for i in indices:
             item = self.slices[i]

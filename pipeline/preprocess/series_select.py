@@ -236,10 +236,7 @@ def dicom_candidate(
     ordered = [frames[i] for i in order]
     rows, cols = frame.transform.shape(first.rows, first.cols)
     reader = DicomSliceReader(
-        slices=tuple(
-            DicomSlice(f.path, f.frame, f.photometric, f.stored_range, f.rescale, f.modality_lut)
-            for f in ordered
-        ),
+        slices=tuple(DicomSlice.from_frame(f) for f in ordered),
         transform=frame.transform,
         shape=(rows, cols),
     )

@@ -159,6 +159,8 @@ def test_junk_files_are_counted_not_rejected(tmp_path, dicom_writer, truth_volum
         ("IM0007", b"", "empty file"),
         ("slice.dcm", b"\x00" * 100, "only 100 bytes"),
         ("IM0008", b"\x00" * 64, "only 64 bytes"),  # the start of a preamble, no extension
+        ("IM0009", b"\x00" * 300_000, "all 300000 bytes are zero"),  # a zero-filled copy
+        ("slice.IMA", bytes(range(256)) * 40, "named like a DICOM file (.IMA) but does not"),
     ],
 )
 def test_file_cut_before_its_preamble_is_rejected_not_counted_as_junk(
