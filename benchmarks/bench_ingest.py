@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pipeline.preprocess.dicom_headers as dicom_headers
 from pipeline.preprocess.dicom_raw import NeedsPydicom
-from pipeline.preprocess.ingest import scan_subject
+from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.synthetic.phantom import DicomWriter, make_volume
 
 SERIES_CFG = {"modality": "MR", "description_exclude": "(?i)localizer", "plane": "axial"}
@@ -80,10 +80,12 @@ def main() -> None:
         for i, subject in enumerate(subjects):
             write_series(subject / "t1", 44, 256, "T1 MPRAGE", syntax, seed=i)
             write_series(subject / "loc", 3, 256, "localizer", syntax, seed=1000 + i)
+        recipe = {"series": SERIES_CFG, "slices": {"expected": 44}}
+        context = IngestContext.from_recipe(root, recipe)
 
         def ours() -> None:
             for subject in subjects:
-                [stack] = scan_subject(subject.name, subject, root, SERIES_CFG, 44).stacks
+                [stack] = scan_subject(subject.name, subject, context).stacks
                 stack.read([21, 22, 23])
 
         def pydicom_headers() -> None:

@@ -64,6 +64,8 @@ _HEADER_KEYWORDS = (
     "SeriesDescription",
     "Modality",
     "ImageType",
+    "MRAcquisitionType",
+    "SliceThickness",
     "ImagePositionPatient",
     "ImageOrientationPatient",
     "PixelSpacing",
@@ -130,6 +132,8 @@ class FrameHeader:
     # to decode with (a deflated dataset, a VR encoding its file meta misstates, or no file
     # meta at all). None: pydicom decodes the wanted frame straight from the file.
     full_read_syntax: str | None = None
+    mr_acquisition_type: str = ""  # MRAcquisitionType: "2D", "3D" or "" when absent
+    slice_thickness: float | None = None  # SliceThickness (mm), per frame for enhanced MR
 
 
 def _sniff_dicom(head: bytes) -> bool:
@@ -378,6 +382,7 @@ def _frame_header(
         samples_per_pixel=values.integer("SamplesPerPixel") or 1,
         photometric=values.text("PhotometricInterpretation").upper(),
         stored_range=values.stored_range(),
+        mr_acquisition_type=values.text("MRAcquisitionType").upper(),
         **geometry,
     )
 
@@ -396,6 +401,7 @@ def _classic_frame(path: Path, values: HeaderValues, n_frames: int) -> FrameHead
         position=values.numbers("ImagePositionPatient", 3),
         pixel_spacing=values.numbers("PixelSpacing", 2),
         rescale=values.rescale(),
+        slice_thickness=(values.numbers("SliceThickness", 1) or (None,))[0],
     )
 
 
@@ -458,6 +464,10 @@ def _enhanced_frames(
                 pixel_spacing=_floats(
                     _functional_value(groups, "PixelMeasuresSequence", "PixelSpacing"), 2
                 ),
+                slice_thickness=(
+                    _floats(_functional_value(groups, "PixelMeasuresSequence", "SliceThickness"), 1)
+                    or (None,)
+                )[0],
                 rescale=(slope[0], intercept[0]) if slope and intercept else values.rescale(),
                 modality_lut=_lut_sequence(ds),
             )

@@ -1,42 +1,80 @@
-"""Slice geometry: which plane a stack is in, how to turn its pixels to the canonical view, and
-where each slice sits along the slice normal.
+"""Geometry: one path from a voxel grid with an affine to the slices of one output plane.
 
-All vectors are in the DICOM patient coordinate system (LPS: +x towards the patient's left,
-+y towards the back, +z towards the head). NIfTI (RAS) callers convert first; a position along a
-normal (a dot product) is the same in both systems because both flip x and y.
+DICOM and NIfTI meet here and nowhere else. A DICOM series is assembled into a stored voxel
+grid (rows, columns, frames sorted along the slice normal: the array layout and the affine of
+``nibabel.nicom``), a NIfTI file brings its own grid and affine. From then on both go through
+the same three steps, all with ``nibabel.orientations``:
 
-Canonical view, per plane (radiological display, the convention of :mod:`.stack`):
+1. ``io_orientation(affine)``: the canonical (RAS) axis each stored axis runs along, the nearest
+   one, as ``nibabel.as_closest_canonical`` and dcm2niix do;
+2. ``ornt_transform`` to the canonical view of the output plane (table below): the transpose and
+   flips that bring stored voxels to ``(slices, rows, cols)``, applied to just the voxels read;
+3. the view's own affine (``inv_ornt_aff``), from which come each slice's position along the
+   view's slice normal, the slice spacing and the pixel spacing.
+
+So a 44-slice axial series is the simple case (the view's slices are the stored frames, three of
+them are decoded) and a sagittal 3D volume the general one (each axial slice is one row of every
+sagittal frame), by the same code.
+
+**Oblique volumes** keep their voxels: slices are taken along the nearest canonical axes, never
+interpolated, exactly as nibabel and dcm2niix reorient (positions are measured along the true
+slice normal, so the manifest shows the real spacing). Past :data:`MAX_OBLIQUE_DEG` between a
+voxel axis and its nearest canonical axis, the plane a slice belongs to is a matter of chance
+and the volume is refused. ``slices.mode=template`` places the slices by an affine registration
+to the MNI152 template instead (:mod:`.template`).
+
+Canonical view per plane (radiological display; ``positions`` increase along the last column):
 
 =========  ====================  =======================  ==============================
 plane      down the rows         across the columns       positions increase towards
 =========  ====================  =======================  ==============================
-axial      anterior → posterior  patient right → left     the head (+z)
-coronal    head → feet           patient right → left     the back (+y)
-sagittal   head → feet           anterior → posterior     the patient's left (+x)
+axial      anterior → posterior  patient right → left     the head (+S)
+coronal    head → feet           patient right → left     the back (+P)
+sagittal   head → feet           anterior → posterior     the patient's left (+L)
 =========  ====================  =======================  ==============================
 
-An export's own row/column directions (ImageOrientationPatient) only decide which flips and
-whether a transpose bring its pixels to that view, so a feet-first and a head-first export of one
-head give the same stack.
+A feet-first and a head-first export of one head give the same view.
+
+**2D or 3D acquisition** (:func:`acquisition_kind`): DICOM's MRAcquisitionType when present;
+otherwise (NIfTI, or a DICOM without the tag) a volume is 3D when its voxels are near-isotropic
+(slice spacing at most :data:`ISOTROPIC_RATIO` times the larger pixel spacing) and its slices
+contiguous (SliceThickness, when known, at least :data:`CONTIGUOUS_FRACTION` of the spacing).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.orientations import (
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+    ornt_transform,
+)
 
-#: Plane names, indexed by the LPS axis the slice normal is closest to.
+#: Plane names, indexed by the world (RAS or LPS) axis the slice normal runs along.
 PLANES = ("sagittal", "coronal", "axial")
 
-#: Per plane: (LPS axis, sign) that image rows must run along when going down, and that columns
-#: must run along when going right. Index = normal axis, as in PLANES.
-_CANONICAL_DOWN_ACROSS = {
-    2: ((1, 1), (0, 1)),  # axial: down = +y (posterior), across = +x (left)
-    1: ((2, -1), (0, 1)),  # coronal: down = -z (feet), across = +x (left)
-    0: ((2, -1), (1, 1)),  # sagittal: down = -z (feet), across = +y (posterior)
+#: nibabel axis codes of the canonical view ``(slices, rows, cols)`` of each plane (RAS labels).
+VIEW_AXCODES = {
+    "axial": ("S", "P", "L"),
+    "coronal": ("P", "I", "L"),
+    "sagittal": ("L", "I", "P"),
 }
+
+_VIEW_ORNT = {plane: axcodes2ornt(codes) for plane, codes in VIEW_AXCODES.items()}
+
+#: A voxel axis further than this from its nearest canonical axis makes the plane ambiguous.
+MAX_OBLIQUE_DEG = 40.0
+
+#: 3D without MRAcquisitionType: slice spacing at most this times the larger pixel spacing...
+ISOTROPIC_RATIO = 1.5
+#: ...and SliceThickness (when known) at least this fraction of the spacing (no gaps).
+CONTIGUOUS_FRACTION = 0.9
 
 #: Two ImageOrientationPatient vectors count as the same when no component differs by more.
 ORIENTATION_TOLERANCE = 1e-3
@@ -44,91 +82,223 @@ ORIENTATION_TOLERANCE = 1e-3
 #: Two slices closer than this along the normal (mm) are at the same position.
 SAME_POSITION_MM = 1e-2
 
+#: RAS <-> LPS (DICOM's patient system): flip x and y.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
 
 class GeometryError(ValueError):
-    """The geometry of a series cannot give a well-defined stack (the message says why)."""
+    """The geometry of a volume cannot give well-defined slices (the message says why)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _nearest_axes(directions: bytes) -> np.ndarray:
+    """``io_orientation`` of unit voxel-axis directions (a (3, 3) float64 buffer), memoized.
+
+    Why: nibabel's function costs about 0.25 ms (an SVD and ``allclose`` loops), half of the
+    geometry's cost per series; the series of a cohort share a handful of orientations, so the
+    exact same input gives nibabel's exact answer from the cache.
+    """
+    affine = np.eye(4)
+    affine[:3, :3] = np.frombuffer(directions, dtype=np.float64).reshape(3, 3)
+    return io_orientation(affine)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-9:
+        raise GeometryError("the affine has a zero-length axis: no geometry")
+    return vector / norm
 
 
 @dataclass(frozen=True)
-class InPlaneTransform:
-    """Transpose then flip: turns a slice as stored into the canonical view."""
+class VolumeGeometry:
+    """A stored voxel grid placed in the patient.
 
-    transpose: bool = False
-    flip_rows: bool = False
-    flip_cols: bool = False
+    ``affine`` maps stored voxel indices to RAS mm (NIfTI's convention; a DICOM series is
+    converted from LPS). ``slice_axis`` is the stored axis its slices were acquired along.
+    """
 
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """Reorient the last two axes of ``image`` (one slice or a ``(k, rows, cols)`` block)."""
-        out = np.swapaxes(image, -1, -2) if self.transpose else image
-        if self.flip_rows:
-            out = np.flip(out, axis=-2)
-        if self.flip_cols:
-            out = np.flip(out, axis=-1)
-        return out
+    affine: np.ndarray  # (4, 4)
+    shape: tuple[int, int, int]
+    slice_axis: int
+    acquisition: str  # "2D" | "3D"
 
-    def shape(self, rows: int, cols: int) -> tuple[int, int]:
-        """The (rows, cols) of a slice after :meth:`apply`."""
-        return (cols, rows) if self.transpose else (rows, cols)
+    def __post_init__(self) -> None:
+        if not np.all(np.isfinite(self.affine)) or abs(np.linalg.det(self.affine[:3, :3])) < 1e-9:
+            raise GeometryError("the affine is missing or singular: no geometry")
 
-    def spacing(self, row_spacing: float, col_spacing: float) -> tuple[float, float]:
-        """The (row, column) pixel spacing after :meth:`apply`."""
-        return (col_spacing, row_spacing) if self.transpose else (row_spacing, col_spacing)
+    @functools.cached_property
+    def ornt(self) -> np.ndarray:
+        """``io_orientation``: per stored axis, (nearest RAS axis, direction)."""
+        directions = self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+        return _nearest_axes(directions.tobytes()).copy()
+
+    @property
+    def acquired_plane(self) -> str:
+        """The plane of the acquired slices: the canonical axis their axis runs along."""
+        return PLANES[int(self.ornt[self.slice_axis, 0])]
+
+    @property
+    def slice_spacing_mm(self) -> float:
+        """Distance between acquired slice planes (along their normal, not along a sheared axis)."""
+        others = [a for a in range(3) if a != self.slice_axis]
+        normal = _unit(np.cross(self.affine[:3, others[0]], self.affine[:3, others[1]]))
+        return abs(float(self.affine[:3, self.slice_axis] @ normal))
+
+    @property
+    def pixel_spacing_mm(self) -> tuple[float, float]:
+        """Voxel sizes along the two in-plane stored axes of the acquired slices."""
+        sizes = np.linalg.norm(self.affine[:3, :3], axis=0)
+        a, b = (a for a in range(3) if a != self.slice_axis)
+        return float(sizes[a]), float(sizes[b])
+
+    @functools.cached_property
+    def obliquity_deg(self) -> float:
+        """Largest angle between a voxel axis and the canonical axis it is taken along."""
+        directions = self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+        cosines = [abs(directions[int(self.ornt[a, 0]), a]) for a in range(3)]
+        return float(np.degrees(np.arccos(np.clip(min(cosines), 0.0, 1.0))))
+
+    def check_obliquity(self) -> None:
+        """Refuse a volume too oblique for its slices to be named axial, coronal or sagittal."""
+        angle = self.obliquity_deg
+        if angle > MAX_OBLIQUE_DEG:
+            raise GeometryError(
+                f"orientation is too oblique to tell axial, coronal or sagittal: a voxel axis "
+                f"lies {angle:.0f} degrees from the nearest canonical axis (at most "
+                f"{MAX_OBLIQUE_DEG:.0f} are taken along the nearest axes)"
+            )
+
+
+def _direction(code: str) -> np.ndarray:
+    """RAS unit vector an axis code points to ("L" -> -x)."""
+    axis, sign = {"R": (0, 1), "L": (0, -1), "A": (1, 1), "P": (1, -1), "S": (2, 1), "I": (2, -1)}[
+        code
+    ]
+    out = np.zeros(3)
+    out[axis] = sign
+    return out
 
 
 @dataclass(frozen=True)
-class StackFrame:
-    """Where a stack lies in the patient: its plane, its canonical in-plane view and its normal."""
+class PlaneView:
+    """The slices of one plane of a volume, in the canonical view, and where each lies.
+
+    ``transform`` is nibabel's orientation transform from the stored grid to the view
+    ``(slices, rows, cols)``; ``affine`` maps view indices to RAS mm.
+    """
 
     plane: str
-    transform: InPlaneTransform
-    normal: np.ndarray  # unit slice normal (LPS), pointing the way positions increase
+    transform: np.ndarray  # (3, 2): stored axis -> (view axis, flip)
+    stored_shape: tuple[int, int, int]
+    affine: np.ndarray  # (4, 4)
+    positions_mm: np.ndarray  # (n,), strictly increasing along the view's slice normal
+
+    @property
+    def slice_axis(self) -> int:
+        """The stored axis the view's slices run along."""
+        return int(np.flatnonzero(self.transform[:, 0] == 0)[0])
+
+    @property
+    def n_slices(self) -> int:
+        return self.stored_shape[self.slice_axis]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of one view slice."""
+        out = [0, 0, 0]
+        for axis, (view_axis, _) in enumerate(self.transform):
+            out[int(view_axis)] = self.stored_shape[axis]
+        return out[1], out[2]
+
+    @property
+    def pixel_spacing_mm(self) -> tuple[float, float]:
+        """(row spacing, column spacing) of a view slice, mm."""
+        sizes = np.linalg.norm(self.affine[:3, 1:3], axis=0)
+        return float(sizes[0]), float(sizes[1])
+
+    @property
+    def spacing_mm(self) -> float:
+        """Median distance between consecutive view slices, mm."""
+        return float(np.median(np.diff(self.positions_mm))) if self.n_slices > 1 else 0.0
+
+    def stored_indices(self, indices: Sequence[int]) -> list[int]:
+        """Stored indices along :attr:`slice_axis` of view slices ``indices``."""
+        flipped = self.transform[self.slice_axis, 1] < 0
+        return [self.n_slices - 1 - int(i) if flipped else int(i) for i in indices]
+
+    def orient(self, block: np.ndarray) -> np.ndarray:
+        """A stored-layout block holding the requested slices along :attr:`slice_axis` (in the
+        order asked) -> ``(k, rows, cols)`` in the canonical view."""
+        transform = self.transform.copy()
+        transform[self.slice_axis, 1] = 1  # the indices are already in view order
+        return np.ascontiguousarray(apply_orientation(block, transform), dtype=np.float32)
 
 
-def _dominant_axis(vector: np.ndarray) -> tuple[int, int]:
-    axis = int(np.argmax(np.abs(vector)))
-    return axis, 1 if vector[axis] > 0 else -1
+def plane_view(geometry: VolumeGeometry, plane: str) -> PlaneView:
+    """The canonical view of ``plane`` of ``geometry`` (raises :class:`GeometryError`)."""
+    geometry.check_obliquity()
+    transform = ornt_transform(geometry.ornt, _VIEW_ORNT[plane])
+    affine = geometry.affine @ inv_ornt_aff(transform, geometry.shape)
+    normal = _unit(np.cross(affine[:3, 1], affine[:3, 2]))
+    if normal @ _direction(VIEW_AXCODES[plane][0]) < 0:
+        normal = -normal
+    n = geometry.shape[int(np.flatnonzero(transform[:, 0] == 0)[0])]
+    origins = affine[:3, 3][None, :] + np.arange(n)[:, None] * affine[:3, 0][None, :]
+    positions = origins @ normal
+    if n > 1 and np.any(np.diff(positions) <= 0):
+        raise GeometryError(f"the affine does not give increasing {plane} positions (sheared?)")
+    return PlaneView(plane, transform, geometry.shape, affine, positions)
 
 
-def stack_frame(orientation: Sequence[float]) -> StackFrame:
-    """The canonical frame of a stack from its ImageOrientationPatient.
+def acquisition_kind(
+    declared: str | None,
+    slice_spacing_mm: float,
+    pixel_spacing_mm: Sequence[float],
+    thickness_mm: float | None = None,
+) -> str:
+    """"3D" or "2D": MRAcquisitionType when declared, else near-isotropic contiguous voxels."""
+    declared = (declared or "").strip().upper()
+    if declared in ("2D", "3D"):
+        return declared
+    isotropic = slice_spacing_mm <= ISOTROPIC_RATIO * max(pixel_spacing_mm)
+    contiguous = thickness_mm is None or thickness_mm >= CONTIGUOUS_FRACTION * slice_spacing_mm
+    return "3D" if isotropic and contiguous else "2D"
 
-    ``orientation`` holds the row direction (the way the column index grows) then the column
-    direction (the way the row index grows), as in DICOM. Raises :class:`GeometryError` for
-    vectors that are not two orthogonal unit vectors or are too oblique to name a plane.
+
+def dicom_affine(
+    orientation: Sequence[float],
+    pixel_spacing: Sequence[float],
+    first_position: Sequence[float],
+    slice_step: Sequence[float],
+) -> np.ndarray:
+    """RAS affine of a DICOM series stored as ``(rows, cols, frames)`` (nibabel.nicom's layout).
+
+    Row index runs along the column direction (ImageOrientationPatient[3:]) by PixelSpacing[0],
+    column index along the row direction ([:3]) by PixelSpacing[1], frame index by
+    ``slice_step`` (mm between consecutive sorted frame origins, LPS).
     """
+    iop = np.asarray(orientation, dtype=np.float64)
+    lps = np.eye(4)
+    lps[:3, 0] = iop[3:] * float(pixel_spacing[0])
+    lps[:3, 1] = iop[:3] * float(pixel_spacing[1])
+    lps[:3, 2] = np.asarray(slice_step, dtype=np.float64)
+    lps[:3, 3] = np.asarray(first_position, dtype=np.float64)
+    return LPS_TO_RAS @ lps
+
+
+def slice_normal(orientation: Sequence[float]) -> np.ndarray:
+    """Unit normal (LPS) of slices with this ImageOrientationPatient; raises for bad vectors."""
     iop = np.asarray(orientation, dtype=np.float64)
     if iop.shape != (6,) or not np.all(np.isfinite(iop)):
         raise GeometryError(f"ImageOrientationPatient must be 6 numbers, got {list(orientation)}")
     across, down = iop[:3], iop[3:]
-    norms = np.linalg.norm(across), np.linalg.norm(down)
-    if min(norms) < 1e-6:
+    if min(np.linalg.norm(across), np.linalg.norm(down)) < 1e-6:
         raise GeometryError("ImageOrientationPatient has a zero-length direction")
-    across, down = across / norms[0], down / norms[1]
+    across, down = _unit(across), _unit(down)
     if abs(float(across @ down)) > 1e-2:
         raise GeometryError("ImageOrientationPatient row and column directions are not orthogonal")
-    normal = np.cross(across, down)
-    normal_axis, normal_sign = _dominant_axis(normal)
-    (down_axis, down_sign), (across_axis, across_sign) = _CANONICAL_DOWN_ACROSS[normal_axis]
-    stored_down, stored_across = _dominant_axis(down), _dominant_axis(across)
-    if stored_down[0] == down_axis and stored_across[0] == across_axis:
-        transform = InPlaneTransform(
-            transpose=False,
-            flip_rows=stored_down[1] != down_sign,
-            flip_cols=stored_across[1] != across_sign,
-        )
-    elif stored_across[0] == down_axis and stored_down[0] == across_axis:
-        # Stored columns run the way canonical rows should: transpose, then fix the signs.
-        transform = InPlaneTransform(
-            transpose=True,
-            flip_rows=stored_across[1] != down_sign,
-            flip_cols=stored_down[1] != across_sign,
-        )
-    else:
-        raise GeometryError(
-            "orientation is too oblique to tell axial, coronal or sagittal "
-            f"(ImageOrientationPatient {np.round(iop, 3).tolist()})"
-        )
-    return StackFrame(PLANES[normal_axis], transform, normal * normal_sign)
+    return _unit(np.cross(across, down))
 
 
 def same_orientation(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -1,12 +1,13 @@
-"""Ingestion: one subject's files on disk -> geometrically sorted :class:`SliceStack` objects.
+"""Ingestion: one subject's files on disk -> :class:`SliceStack` objects of the output plane.
 
 The public entry of the preprocess stage's reading side::
 
     subjects, stray = discover_subjects(root)
+    context = IngestContext.from_recipe(root, recipe)   # series.*, slices.expected, data.root
     for subject_id, path in subjects:
-        result = scan_subject(subject_id, path, root, cfg.series, cfg.slices.expected)
+        result = scan_subject(subject_id, path, context)
         for stack in result.stacks:             # one per session, sorted by session_id
-            pixels = stack.read([21, 22, 23])   # decodes just these slices
+            pixels = stack.read([21, 22, 23])   # decodes just what these slices need
         rows = [r.as_row() for r in result.rejections]
 
 What happens to a subject's files, and where each rule lives:
@@ -17,8 +18,9 @@ What happens to a subject's files, and where each rule lives:
   path for classic files); a corrupt or truncated file is a ``file`` rejection with the reason,
   and a second copy of one SOP instance is rejected as a duplicate while the first copy is used;
 - frames are grouped into series by SeriesInstanceUID, series into sessions (:mod:`.sessions`);
-- each series is checked and sorted by ImagePositionPatient along the slice normal
-  (:mod:`.series_select`, :mod:`.geometry`), NIfTI files likewise (:mod:`.nifti`);
+- each series (or NIfTI file) is read into a volume by its format's reader
+  (:mod:`.dicom_volume`, :mod:`.nifti`), then, format-free, given the slices of the output
+  plane (:mod:`.series_select`, :mod:`.geometry`);
 - each session keeps one series by a stated rule; every other series, and every session or
   subject left without a stack, gets a rejection row saying why.
 
@@ -29,10 +31,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pipeline.preprocess.dicom_headers import (
     DicomFileError,
@@ -40,27 +41,29 @@ from pipeline.preprocess.dicom_headers import (
     NotDicomImageError,
     read_frame_headers,
 )
+from pipeline.preprocess.dicom_volume import DicomSeriesReader
 from pipeline.preprocess.discover import (
     discover_subjects,
     is_nifti,
     list_files,
-    relative_path,
     source_fingerprint,
 )
+from pipeline.preprocess.nifti import NiftiReader
+from pipeline.preprocess.options import IngestContext, SeriesOptions
 from pipeline.preprocess.series_select import (
     AmbiguousSession,
     Candidate,
-    SeriesOptions,
     SeriesRejected,
     choose,
-    dicom_candidate,
-    nifti_candidate,
     series_location,
+    stack_from_volume,
 )
 from pipeline.preprocess.sessions import SessionUnit, assign_sessions
 from pipeline.preprocess.stack import Rejection, SliceStack
+from pipeline.preprocess.volume import VolumeReader
 
 __all__ = [
+    "IngestContext",
     "ScanResult",
     "SeriesOptions",
     "discover_subjects",
@@ -68,6 +71,9 @@ __all__ = [
     "scan_subject",
     "source_fingerprint",
 ]
+
+#: One reader per format (MONAI's image_reader pattern): a new format is a new entry.
+READERS: dict[str, VolumeReader] = {"dicom": DicomSeriesReader(), "nifti": NiftiReader()}
 
 
 @dataclass
@@ -127,7 +133,7 @@ def _folders(path: Path, subject_dir: Path) -> tuple[str, ...]:
         return ()
 
 
-def _session_units(inventory: _Inventory, subject_dir: Path, root: Path) -> list[SessionUnit]:
+def _session_units(inventory: _Inventory, subject_dir: Path) -> list[SessionUnit]:
     units = [
         SessionUnit(
             key=key,
@@ -150,101 +156,130 @@ def _session_units(inventory: _Inventory, subject_dir: Path, root: Path) -> list
     return units
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """The subject being scanned, with its context: what every step below needs."""
+
+    subject_id: str
+    folder: Path
+    context: IngestContext
+
+    def reject(self, session: str, paths: Sequence[Path], level: str, reason: str) -> Rejection:
+        where = series_location(paths, self.context.root)
+        return Rejection(self.subject_id, session, where, level, reason)
+
+
+@dataclass
+class _Sessions:
+    """Per session: the qualifying candidates, how many series were looked at, their files."""
+
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    looked_at: Counter[str] = field(default_factory=Counter)
+    paths: dict[str, list[Path]] = field(default_factory=dict)
+
+
 def scan_subject(
     subject_id: str,
     subject_dir: Path,
-    root: Path,
-    series_cfg: Mapping[str, Any],
-    expected_slices: int | None,
+    context: IngestContext,
     sessions: Collection[str] | None = None,
 ) -> ScanResult:
     """Headers-only scan of one subject: its accepted stacks and the rejections.
 
-    ``subject_dir`` is the subject's folder (or its top-level NIfTI file); ``root`` is
-    ``data.root``, against which rejection paths are written. ``series_cfg`` is the ``series:``
-    config (see :class:`SeriesOptions`), ``expected_slices`` is ``slices.expected`` (None: any
-    stack of at least 3 slices), ``sessions`` the subject's session ids from the labels table, if
-    it has any (see :mod:`.sessions` for how sessions are named otherwise).
+    ``subject_dir`` is the subject's folder (or its top-level NIfTI file); ``context`` holds
+    ``data.root`` (rejection paths are relative to it) and the ``series``/``slices`` rules;
+    ``sessions`` the subject's session ids from the labels table, if it has any (see
+    :mod:`.sessions` for how sessions are named otherwise).
     """
-    options = SeriesOptions.from_config(series_cfg)
-    subject_dir, root = Path(subject_dir), Path(root)
-    files = list_files(subject_dir)
+    subject = _Subject(subject_id, Path(subject_dir), context)
+    files = list_files(subject.folder)
     inventory = _take_inventory(files)
     result = ScanResult(n_files=len(files), n_non_dicom=inventory.n_non_dicom)
-    for path, reason in inventory.bad_files:
-        result.rejections.append(
-            Rejection(subject_id, "", relative_path(path, root), "file", reason)
-        )
-
-    units = _session_units(inventory, subject_dir, root)
-    assigned, conflicts = assign_sessions(units, sessions)
-    by_session: dict[str, list[Candidate]] = {}
-    looked_at: Counter[str] = Counter()
-    locations: dict[str, list[Path]] = {}
-    for unit in units:
-        is_dicom = unit.key in inventory.series
-        paths = (
-            [f.path for f in inventory.series[unit.key]]
-            if is_dicom
-            else [inventory.nifti[unit.key]]
-        )
-        where = series_location(paths, root)
-        if unit.key in conflicts:
-            result.rejections.append(
-                Rejection(subject_id, "", where, "series", conflicts[unit.key])
-            )
-            continue
-        session = assigned[unit.key]
-        looked_at[session] += 1
-        locations.setdefault(session, []).extend(paths)
-        try:
-            candidate = (
-                dicom_candidate(inventory.series[unit.key], root, options, expected_slices)
-                if is_dicom
-                else nifti_candidate(paths[0], root, options, expected_slices)
-            )
-        except SeriesRejected as err:
-            result.rejections.append(Rejection(subject_id, session, where, "series", str(err)))
-            continue
-        by_session.setdefault(session, []).append(candidate)
-
-    def reject_session(session: str, reason: str) -> None:
-        where = series_location(locations[session], root)
-        result.rejections.append(Rejection(subject_id, session, where, "session", reason))
-
-    for session in sorted(looked_at):
-        candidates = by_session.get(session)
-        if not candidates:
-            reject_session(
-                session,
-                f"no usable series: none of the {looked_at[session]} series found qualified "
-                "(see the series rows for why)",
-            )
-            continue
-        try:
-            chosen, others = choose(candidates, options.prefer)
-        except AmbiguousSession as err:
-            reject_session(session, str(err))
-            continue
-        result.stacks.append(
-            dataclasses.replace(chosen.stack, subject_id=subject_id, session_id=session)
-        )
-        for other, reason in others:
-            result.rejections.append(
-                Rejection(subject_id, session, series_location(other.paths, root), "series", reason)
-            )
-
+    result.rejections += _file_rejections(subject, inventory)
+    found = _read_series(subject, inventory, sessions, result.rejections)
+    _choose_per_session(subject, found, result)
     if not result.stacks:
         result.rejections.append(
-            Rejection(
-                subject_id,
-                "",
-                relative_path(subject_dir, root),
-                "subject",
-                _no_stack_reason(result, inventory),
-            )
+            subject.reject("", [subject.folder], "subject", _no_stack_reason(result, inventory))
         )
     return result
+
+
+def _file_rejections(subject: _Subject, inventory: _Inventory) -> list[Rejection]:
+    return [subject.reject("", [path], "file", reason) for path, reason in inventory.bad_files]
+
+
+def _unit_paths(inventory: _Inventory, key: str) -> list[Path]:
+    if key in inventory.series:
+        return [f.path for f in inventory.series[key]]
+    return [inventory.nifti[key]]
+
+
+def _read_unit(inventory: _Inventory, key: str, context: IngestContext) -> Candidate:
+    """The unit's volume, by its format's reader, as a stack of the output plane."""
+    if key in inventory.series:
+        volume = READERS["dicom"].read(inventory.series[key], context)
+    else:
+        volume = READERS["nifti"].read(inventory.nifti[key], context)
+    return stack_from_volume(volume, context)
+
+
+def _read_series(
+    subject: _Subject,
+    inventory: _Inventory,
+    sessions: Collection[str] | None,
+    rejections: list[Rejection],
+) -> _Sessions:
+    """Assign every series to its session and read it; series rejections go to ``rejections``."""
+    units = _session_units(inventory, subject.folder)
+    assigned, conflicts = assign_sessions(units, sessions)
+    found = _Sessions()
+    for unit in units:
+        paths = _unit_paths(inventory, unit.key)
+        if unit.key in conflicts:
+            rejections.append(subject.reject("", paths, "series", conflicts[unit.key]))
+            continue
+        session = assigned[unit.key]
+        found.looked_at[session] += 1
+        found.paths.setdefault(session, []).extend(paths)
+        try:
+            candidate = _read_unit(inventory, unit.key, subject.context)
+        except SeriesRejected as err:
+            rejections.append(subject.reject(session, paths, "series", str(err)))
+            continue
+        found.candidates.setdefault(session, []).append(candidate)
+    return found
+
+
+def _choose_per_session(subject: _Subject, found: _Sessions, result: ScanResult) -> None:
+    """One stack per session by the choice rule; the other series and empty sessions rejected."""
+    prefer = subject.context.series.prefer
+    for session in sorted(found.looked_at):
+        candidates = found.candidates.get(session)
+        if not candidates:
+            reason = (
+                f"no usable series: none of the {found.looked_at[session]} series found "
+                "qualified (see the series rows for why)"
+            )
+            result.rejections.append(
+                subject.reject(session, found.paths[session], "session", reason)
+            )
+            continue
+        try:
+            chosen, others = choose(candidates, prefer)
+        except AmbiguousSession as err:
+            result.rejections.append(
+                subject.reject(session, found.paths[session], "session", str(err))
+            )
+            continue
+        result.stacks.append(_for_session(chosen.stack, subject.subject_id, session))
+        result.rejections += [
+            subject.reject(session, other.paths, "series", reason) for other, reason in others
+        ]
+
+
+def _for_session(stack: SliceStack, subject_id: str, session: str) -> SliceStack:
+    return dataclasses.replace(stack, subject_id=subject_id, session_id=session)
 
 
 def _no_stack_reason(result: ScanResult, inventory: _Inventory) -> str:

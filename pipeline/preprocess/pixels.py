@@ -1,4 +1,4 @@
-"""Decode only the requested DICOM slices into float32 physical values, canonically oriented.
+"""Decode only the requested DICOM frames into float32 physical values, as stored.
 
 pydicom 3 decodes every transfer syntax it supports, with the pylibjpeg plugins for JPEG baseline
 and lossless, JPEG-LS, JPEG 2000 and RLE; ``pixel_array``/``iter_pixels`` with a frame index read
@@ -10,8 +10,9 @@ first.
 Per slice, in the order of the standard (PS3.3 C.11.1, C.7.6.3.1.2): pydicom's
 ``apply_modality_lut`` (RescaleSlope/Intercept or a Modality LUT, per frame for enhanced MR),
 then for MONOCHROME1 the inversion over the modality output range of the storable values (a
-series-wide constant, so every slice of a series maps the same way), then the in-plane
-transpose/flips of :class:`~.geometry.InPlaneTransform`. Signed data is sign-extended by pydicom.
+series-wide constant, so every slice of a series maps the same way). Signed data is
+sign-extended by pydicom. Orientation is not this module's business: :mod:`.geometry` turns the
+stored grid into the canonical view of the output plane.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from pydicom.pixels import apply_modality_lut, iter_pixels, pixel_array
 
 from pipeline.preprocess.dicom_headers import FrameHeader
 from pipeline.preprocess.discover import relative_path
-from pipeline.preprocess.geometry import InPlaneTransform
 
 
 class SliceReadError(RuntimeError):
@@ -133,14 +133,13 @@ def _decode_file(
 
 @dataclass(frozen=True)
 class DicomSliceReader:
-    """The ``reader`` of a DICOM :class:`~.stack.SliceStack`: decodes slices by sorted index.
+    """Decodes the frames of a DICOM series by sorted index: ``(k, rows, cols)`` as stored.
 
     Picklable (plain data), so a stack can be handed to a worker process.
     """
 
-    slices: tuple[DicomSlice, ...]  # in the stack's sorted order
-    transform: InPlaneTransform
-    shape: tuple[int, int]  # (rows, cols) after the transform
+    slices: tuple[DicomSlice, ...]  # in the series' sorted order
+    shape: tuple[int, int]  # (rows, cols) of every frame
 
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
         if len(indices) == 0:
@@ -161,6 +160,5 @@ class DicomSliceReader:
         out = []
         for i in indices:
             item = self.slices[i]
-            image = to_physical(decoded[item.path, item.frame], item)
-            out.append(self.transform.apply(image))
+            out.append(to_physical(decoded[item.path, item.frame], item))
         return np.ascontiguousarray(np.stack(out), dtype=np.float32)

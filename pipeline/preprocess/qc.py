@@ -1,8 +1,9 @@
 """The QC montage: a sample of subjects, their chosen slices side by side, for a person to check.
 
 Each panel is titled with the subject id (from the folder name, never a header value), the
-session and label, and the slice's position along the stack axis in mm, so a glance shows that
-mid-brain slices were taken and that the crop and intensity scaling look right.
+session and label (and "resliced from sagittal" for a volume acquired in another plane), and the
+slice's position along the stack axis in mm, so a glance shows that mid-brain slices were taken
+and that the crop and intensity scaling look right.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def montage(images: np.ndarray, rows: list[int], per_line: int, gap: int = 4) ->
     return canvas
 
 
+def _is_true(value: object) -> bool:
+    """A manifest flag, whether a bool (in memory) or text (read back from CSV)."""
+    return str(value).strip().lower() in ("true", "1")
+
+
 #: Vertical room for the title above the tiles, in pixels.
 TITLE_PX = 22
 
@@ -104,6 +110,8 @@ def write_qc_montage(
         left = (k % per_line) * n_slices * (width + gap) + gap
         name = str(meta["subject_id"]) + (f" {meta['session_id']}" if meta["session_id"] else "")
         tag = f" [{meta['label']}]" if meta["label"] else ""
+        if _is_true(meta.get("resliced", False)):
+            tag += f" resliced from {meta.get('acquired_plane') or 'another plane'}"
         label(left + 2, top + 2, f"{name}{tag}", "la")
         for s, position in enumerate(str(meta["slice_positions_mm"]).split(";")[:n_slices]):
             label(left + s * (width + gap) + 2, top + height - 2, f"{float(position):.1f} mm", "ld")

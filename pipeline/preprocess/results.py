@@ -30,7 +30,7 @@ from pipeline.config import config_hash
 from pipeline.utils.atomic import atomic_path
 
 #: Bump when the content or meaning of a result file changes: old results are then ignored.
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2  # 2: records carry acquired_plane and resliced
 
 SUBJECTS_DIR = "subjects"
 

@@ -1,7 +1,9 @@
-"""Which series can be a stack, and which one each session uses.
+"""Which volumes can give a stack, in which plane, and which one each session uses.
 
 A DICOM series (or a NIfTI file) qualifies when it passes every check below; the first check it
-fails is its rejection reason, phrased so a person knows what to change:
+fails is its rejection reason, phrased so a person knows what to change. Checks 1-3 and 5-8 are
+DICOM's (:mod:`.dicom_volume`; a NIfTI file has its own header checks in :mod:`.nifti`), the
+others apply to both formats alike (:func:`stack_from_volume`):
 
 1. greyscale pixels (one sample, MONOCHROME1/2);
 2. ``series.modality`` (MR);
@@ -9,10 +11,13 @@ fails is its rejection reason, phrased so a person knows what to change:
 4. description matches ``series.description_include`` when set (NIfTI: the file name);
 5. geometry present in every slice (ImagePositionPatient, ImageOrientationPatient, PixelSpacing);
 6. one orientation, one pixel shape, one pixel spacing;
-7. a plane allowed by ``series.plane`` (a 3-slice localizer in another plane fails here too);
-8. no repeated positions (4D/fMRI, multi-echo, or a duplicated slice);
-9. at least 3 slices; even spacing (``series.spacing_tolerance``), so no gap;
-10. exactly ``slices.expected`` slices when that is set.
+7. no repeated positions (4D/fMRI, multi-echo, or a duplicated slice);
+8. at least 3 slices; even spacing (``series.spacing_tolerance``), so no gap;
+9. the output plane (``series.plane``; null keeps the acquired plane): a 3D volume acquired in
+   another plane is resliced; a 2D (thick-slice) series in another plane is refused unless
+   ``series.reslice_2d=true``, because reslicing it would blur; a volume too oblique to name
+   its plane is refused (:mod:`.geometry`);
+10. exactly ``slices.expected`` acquired slices when that is set.
 
 Several qualifying series in one session: original images before DERIVED ones (reformats,
 computed maps), then by SeriesNumber, lowest first (``series.prefer: first``, the first
@@ -27,30 +32,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from pipeline.preprocess.dicom_headers import FrameHeader, hash_uid
-from pipeline.preprocess.discover import nifti_stem, relative_path, source_fingerprint
-from pipeline.preprocess.geometry import (
-    SAME_POSITION_MM,
-    GeometryError,
-    positions_along,
-    same_orientation,
-    spacing_problem,
-    stack_frame,
-)
-from pipeline.preprocess.nifti import NiftiError, NiftiSliceReader, open_nifti
-from pipeline.preprocess.pixels import DicomSlice, DicomSliceReader
+from pipeline.preprocess.discover import relative_path
+from pipeline.preprocess.geometry import GeometryError, plane_view
+from pipeline.preprocess.options import IngestContext, SeriesOptions
 from pipeline.preprocess.stack import SliceStack
+from pipeline.preprocess.volume import Volume
 
 MIN_SLICES = 3
-DEFAULT_SPACING_TOLERANCE = 0.05
 
 
 class SeriesRejected(ValueError):
@@ -58,46 +50,6 @@ class SeriesRejected(ValueError):
 
 
 @dataclass(frozen=True)
-class SeriesOptions:
-    """The ``series:`` config section, read once (missing keys take their documented defaults)."""
-
-    modality: str | None = "MR"
-    description_include: str | None = None
-    description_exclude: str | None = None
-    plane: str | None = "axial"
-    spacing_tolerance: float = DEFAULT_SPACING_TOLERANCE
-    prefer: str = "first"
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> SeriesOptions:
-        cfg = cfg or {}
-        options = cls(
-            modality=cfg.get("modality", cls.modality) or None,
-            description_include=cfg.get("description_include") or None,
-            description_exclude=cfg.get("description_exclude") or None,
-            plane=cfg.get("plane", cls.plane) or None,
-            spacing_tolerance=float(cfg.get("spacing_tolerance", cls.spacing_tolerance)),
-            prefer=str(cfg.get("prefer", cls.prefer)),
-        )
-        if options.prefer not in ("first", "last"):
-            raise ValueError(f"series.prefer must be 'first' or 'last', got {options.prefer!r}")
-        if options.plane is not None and options.plane not in ("axial", "coronal", "sagittal"):
-            raise ValueError(
-                f"series.plane must be axial, coronal, sagittal or null, got {options.plane!r}"
-            )
-        for key in ("description_include", "description_exclude"):
-            pattern = getattr(options, key)
-            if pattern is not None:
-                try:
-                    re.compile(pattern)
-                except re.error as err:
-                    raise ValueError(
-                        f"series.{key} {pattern!r} is not a valid regex: {err}"
-                    ) from err
-        return options
-
-
-@dataclass
 class Candidate:
     """A qualifying series: its stack (ids filled in later) and what the choice rule looks at."""
 
@@ -107,7 +59,8 @@ class Candidate:
     derived: bool = False
 
 
-def _check_description(description: str, options: SeriesOptions, what: str) -> None:
+def check_description(description: str, options: SeriesOptions, what: str) -> None:
+    """Checks 3 (by description) and 4; ``what`` names the field ("SeriesDescription")."""
     if options.description_exclude and re.search(options.description_exclude, description):
         raise SeriesRejected(
             f"localizer/scout by its {what} {description!r} (series.description_exclude)"
@@ -119,51 +72,65 @@ def _check_description(description: str, options: SeriesOptions, what: str) -> N
         )
 
 
-def _check_count(n: int, expected: int | None) -> None:
+def check_min_count(n: int) -> None:
+    """Check 8's first half: enough slices to be a stack."""
     if n < MIN_SLICES:
         raise SeriesRejected(
             f"{n} slice(s): too few for a stack (a localizer?); at least {MIN_SLICES} are needed"
         )
+
+
+def _check_expected(n: int, expected: int | None, acquisition: str) -> None:
     if expected is not None and n != expected:
-        raise SeriesRejected(f"{n} slices, expected {expected} (slices.expected)")
+        hint = ""
+        if acquisition == "3D":
+            hint = "; a 3D volume: slices.expected=null accepts any count"
+        raise SeriesRejected(f"{n} slices, expected {expected} (slices.expected){hint}")
 
 
-def _check_plane(plane: str, options: SeriesOptions) -> None:
-    if options.plane is not None and plane != options.plane:
+def output_plane(volume: Volume, options: SeriesOptions) -> str:
+    """Check 9: the plane the stack's slices are taken in (SeriesRejected for a 2D series that
+    would have to be resliced)."""
+    geometry = volume.geometry
+    try:
+        geometry.check_obliquity()
+    except GeometryError as err:
+        raise SeriesRejected(str(err)) from err
+    acquired = geometry.acquired_plane
+    wanted = options.plane or acquired
+    if wanted != acquired and geometry.acquisition == "2D" and not options.reslice_2d:
         raise SeriesRejected(
-            f"{plane} slices, but series.plane requires {options.plane} (a localizer, or a "
-            "reformat in another plane; set series.plane=null to accept any plane)"
+            f"2D {acquired} series, {geometry.slice_spacing_mm:.1f} mm slices: reslicing to "
+            f"{wanted} would blur; set series.reslice_2d=true to accept (or series.plane=null "
+            f"to keep its {acquired} slices)"
         )
+    return wanted
 
 
-def _sorted_positions(positions: np.ndarray) -> np.ndarray:
-    """Sort order of the positions, after checking that no two slices share a position."""
-    order = np.argsort(positions, kind="stable")
-    ordered = positions[order]
-    same = np.diff(ordered) < SAME_POSITION_MM
-    if same.any():
-        # Slices at one position form a run in sorted order; equal runs everywhere mean 4D.
-        run_starts = np.flatnonzero(np.concatenate([[True], ~same]))
-        runs = set(np.diff(np.append(run_starts, len(ordered))).tolist())
-        distinct = len(run_starts)
-        if len(runs) == 1 and distinct > 1:
-            raise SeriesRejected(
-                f"{len(ordered)} slices at {distinct} distinct positions, {runs.pop()} "
-                "at each: a 4D series (fMRI, DWI, multi-echo) rather than one volume"
-            )
-        raise SeriesRejected(
-            f"repeated slice positions: {len(ordered)} slices at {distinct} distinct positions "
-            f"(first repeat at {ordered[1:][same][0]:.2f} mm; a duplicated slice or mixed "
-            "acquisitions in one series)"
-        )
-    return order
-
-
-def _mixed(values: Sequence[Any], label: str, fmt: Any = str) -> None:
-    counts = Counter(values)
-    if len(counts) > 1:
-        detail = ", ".join(f"{fmt(v)} in {n}" for v, n in counts.most_common(4))
-        raise SeriesRejected(f"mixed {label} ({detail} slices)")
+def stack_from_volume(volume: Volume, context: IngestContext) -> Candidate:
+    """Checks 9 and 10, then the volume's stack in the output plane (SeriesRejected if unusable)."""
+    geometry = volume.geometry
+    plane = output_plane(volume, context.series)
+    _check_expected(geometry.shape[geometry.slice_axis], context.expected_slices,
+                    geometry.acquisition)
+    try:
+        view = plane_view(geometry, plane)
+    except GeometryError as err:
+        raise SeriesRejected(str(err)) from err
+    check_min_count(view.n_slices)
+    stack = SliceStack(
+        subject_id="",
+        session_id="",
+        source_format=volume.source_format,
+        series_hash=volume.series_hash,
+        source_hash=volume.source_hash,
+        view=view,
+        voxels=volume.voxels,
+        acquired_plane=geometry.acquired_plane,
+        acquisition=geometry.acquisition,
+        description=volume.description,
+    )
+    return Candidate(stack, volume.paths, volume.series_number, volume.derived)
 
 
 def series_location(paths: Sequence[Path], root: Path) -> str:
@@ -173,117 +140,6 @@ def series_location(paths: Sequence[Path], root: Path) -> str:
         return relative_path(unique[0], root)
     common = Path(os.path.commonpath([p.parent for p in unique]))
     return relative_path(common, root) + "/"
-
-
-def dicom_candidate(
-    frames: Sequence[FrameHeader], root: Path, options: SeriesOptions, expected: int | None
-) -> Candidate:
-    """Check one DICOM series and build its lazily-decoding stack (SeriesRejected if unusable)."""
-    first = frames[0]
-    if first.samples_per_pixel != 1 or first.photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise SeriesRejected(
-            f"colour or palette image (PhotometricInterpretation {first.photometric or '?'}, "
-            f"{first.samples_per_pixel} samples per pixel): a greyscale MR series is needed"
-        )
-    modalities = sorted({f.modality for f in frames})
-    if options.modality and modalities != [options.modality.upper()]:
-        raise SeriesRejected(
-            f"modality {'/'.join(m or '(none)' for m in modalities)}, but series.modality "
-            f"requires {options.modality}"
-        )
-    _check_description(first.description, options, "SeriesDescription")
-    if any(f.localizer for f in frames):
-        raise SeriesRejected("localizer/scout by its ImageType (LOCALIZER)")
-    for attribute, keyword in (
-        ("position", "ImagePositionPatient"),
-        ("orientation", "ImageOrientationPatient"),
-        ("pixel_spacing", "PixelSpacing"),
-    ):
-        missing = sum(getattr(f, attribute) is None for f in frames)
-        if missing:
-            raise SeriesRejected(
-                f"missing geometry: no valid {keyword} in {missing} of {len(frames)} slices "
-                "(cannot order the slices by position)"
-            )
-    reference = first.orientation
-    assert reference is not None
-    odd = [f for f in frames if not same_orientation(f.orientation, reference)]  # type: ignore[arg-type]
-    if odd:
-        planes = Counter(np.round(f.orientation, 2).tobytes() for f in frames)  # type: ignore[arg-type]
-        raise SeriesRejected(
-            f"mixed orientation: {len(planes)} different ImageOrientationPatient values in one "
-            "series (a multi-plane localizer or a mixed export)"
-        )
-    _mixed([(f.rows, f.cols) for f in frames], "pixel shape", lambda s: f"{s[0]}x{s[1]}")
-    _mixed(
-        [tuple(round(v, 3) for v in f.pixel_spacing) for f in frames],  # type: ignore[union-attr]
-        "pixel spacing",
-        lambda s: f"{s[0]}x{s[1]} mm",
-    )
-    try:
-        frame = stack_frame(reference)
-    except GeometryError as err:
-        raise SeriesRejected(str(err)) from err
-    _check_plane(frame.plane, options)
-    positions = positions_along(frame.normal, np.array([f.position for f in frames]))
-    order = _sorted_positions(positions)
-    _check_count(len(frames), None)
-    problem = spacing_problem(positions[order], options.spacing_tolerance)
-    if problem:
-        raise SeriesRejected(problem)
-    _check_count(len(frames), expected)
-
-    ordered = [frames[i] for i in order]
-    rows, cols = frame.transform.shape(first.rows, first.cols)
-    reader = DicomSliceReader(
-        slices=tuple(DicomSlice.from_frame(f) for f in ordered),
-        transform=frame.transform,
-        shape=(rows, cols),
-    )
-    paths = tuple(sorted({f.path for f in frames}))
-    sorted_positions = positions[order]
-    stack = SliceStack(
-        subject_id="",
-        session_id="",
-        source_format="dicom",
-        series_hash=first.series_key,
-        source_hash=source_fingerprint(paths, root),
-        positions_mm=sorted_positions,
-        spacing_mm=float(np.median(np.diff(sorted_positions))),
-        pixel_spacing_mm=frame.transform.spacing(*first.pixel_spacing),  # type: ignore[misc]
-        shape=(rows, cols),
-        reader=reader,
-        description=first.description,
-    )
-    return Candidate(stack, paths, first.series_number, first.derived)
-
-
-def nifti_candidate(
-    path: Path, root: Path, options: SeriesOptions, expected: int | None
-) -> Candidate:
-    """Check one NIfTI file and build its lazily-read axial stack (SeriesRejected if unusable)."""
-    _check_description(nifti_stem(path), options, "file name")
-    try:
-        geometry, positions, spacing, shape = open_nifti(path)
-    except NiftiError as err:
-        raise SeriesRejected(str(err)) from err
-    if np.any(np.diff(positions) <= 0):
-        raise SeriesRejected("the affine does not give increasing axial positions (sheared?)")
-    _check_count(len(positions), expected)
-    stack = SliceStack(
-        subject_id="",
-        session_id="",
-        source_format="nifti",
-        series_hash=hash_uid(relative_path(path, root)),
-        source_hash=source_fingerprint([path], root),
-        positions_mm=positions,
-        spacing_mm=float(np.median(np.diff(positions))),
-        pixel_spacing_mm=spacing,
-        shape=shape,
-        reader=NiftiSliceReader(path, geometry),
-        description=nifti_stem(path),
-    )
-    return Candidate(stack, (path,))
 
 
 class AmbiguousSession(Exception):

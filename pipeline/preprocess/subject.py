@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline.preprocess.discover import relative_path
-from pipeline.preprocess.ingest import ScanResult, scan_subject
+from pipeline.preprocess.ingest import IngestContext, ScanResult, scan_subject
 from pipeline.preprocess.results import ResultStore, SubjectTask
 from pipeline.preprocess.slices import choose_slices
 from pipeline.preprocess.stack import Rejection, SliceStack
@@ -62,6 +62,8 @@ def stack_record(stack: SliceStack, indices: Sequence[int]) -> dict[str, Any]:
         "pixel_spacing_mm": _join(stack.pixel_spacing_mm, "{:.4f}"),
         "rows": int(stack.shape[0]),
         "cols": int(stack.shape[1]),
+        "acquired_plane": stack.acquired_plane,
+        "resliced": bool(stack.resliced),
     }
 
 
@@ -112,15 +114,8 @@ def single_threaded() -> Iterator[None]:
 
 
 def _scan(task: SubjectTask, root: Path, recipe: Mapping[str, Any]) -> ScanResult:
-    expected = recipe["slices"].get("expected")
-    return scan_subject(
-        task.subject_id,
-        Path(task.path),
-        root,
-        recipe["series"],
-        None if expected is None else int(expected),
-        sessions=task.sessions,
-    )
+    context = IngestContext.from_recipe(root, recipe)
+    return scan_subject(task.subject_id, Path(task.path), context, sessions=task.sessions)
 
 
 def process_subject(

@@ -25,7 +25,7 @@ from pipeline.preprocess.stack import REJECTION_LEVELS, Rejection
 from pipeline.utils.atomic import atomic_path, write_csv
 
 #: Manifest columns after :data:`pipeline.cache.MANIFEST_COLUMNS`.
-EXTRA_MANIFEST_COLUMNS = ("pixel_spacing_mm", "rows", "cols")
+EXTRA_MANIFEST_COLUMNS = ("pixel_spacing_mm", "rows", "cols", "acquired_plane", "resliced")
 MANIFEST_COLUMNS = cache.MANIFEST_COLUMNS + EXTRA_MANIFEST_COLUMNS
 
 

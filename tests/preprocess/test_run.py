@@ -55,6 +55,8 @@ def test_outputs_open_with_load_cohort(cohort, reference):
     assert manifest["slice_spacing_mm"].tolist() == [4.0] * 4
     assert manifest["age"].tolist() == [70.0, 71.0, 72.0, 73.0]
     assert manifest["source_format"].unique().tolist() == ["dicom"]
+    assert manifest["acquired_plane"].unique().tolist() == ["axial"]
+    assert manifest["resliced"].unique().tolist() == [False]
     assert manifest["series_hash"].nunique() == 4
     # Every row is a normalized head: background 0, brightest tissue 1.
     assert np.allclose(loaded.images.min(axis=(1, 2, 3)), 0.0)

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from pipeline.preprocess.ingest import ScanResult, scan_subject
+from pipeline.preprocess.ingest import IngestContext, ScanResult, scan_subject
 
 
 def scan(subject_dir: Path, cfg: dict, expected: int | None = None, **kwargs) -> ScanResult:
-    root = subject_dir.parent
-    return scan_subject(subject_dir.name, subject_dir, root, cfg, expected, **kwargs)
+    context = IngestContext.from_recipe(
+        subject_dir.parent, {"series": cfg, "slices": {"expected": expected}}
+    )
+    return scan_subject(subject_dir.name, subject_dir, context, **kwargs)
 
 
 def assert_same_volume(result: ScanResult, volume) -> None:
@@ -136,8 +138,11 @@ def test_localizer_without_telling_description_is_caught_by_geometry(
     assert_same_volume(result, truth_volume)
     found = sorted(reasons(result, "series"))
     assert len(found) == 2
-    assert found[0].startswith("mixed orientation: 3 different ImageOrientationPatient values")
-    assert found[1].startswith("sagittal slices, but series.plane requires axial")
+    assert found[0].startswith(
+        "2D sagittal series, 4.0 mm slices: reslicing to axial would blur; set "
+        "series.reslice_2d=true to accept"
+    )
+    assert found[1].startswith("mixed orientation: 3 different ImageOrientationPatient values")
 
 
 def test_junk_files_are_counted_not_rejected(tmp_path, dicom_writer, truth_volume, series_cfg):

@@ -1,4 +1,4 @@
-"""Plane naming, canonical in-plane view and spacing checks from ImageOrientationPatient."""
+"""The one geometry path: plane naming, canonical view, positions, obliquity, 2D or 3D."""
 
 from __future__ import annotations
 
@@ -7,35 +7,70 @@ import pytest
 
 from pipeline.preprocess.geometry import (
     GeometryError,
-    InPlaneTransform,
+    VolumeGeometry,
+    acquisition_kind,
+    dicom_affine,
+    plane_view,
+    slice_normal,
     spacing_problem,
-    stack_frame,
 )
 
 
+def dicom_grid(iop, rows=3, cols=4, n=5, spacing=(0.5, 0.7), step_mm=2.0, kind="2D"):
+    """The stored grid of a DICOM series with this ImageOrientationPatient, frames along +normal."""
+    normal = slice_normal(iop)
+    affine = dicom_affine(iop, spacing, [10.0, -20.0, 30.0], step_mm * normal)
+    return VolumeGeometry(affine, (rows, cols, n), 2, kind)
+
+
+def stored_frames(rows=3, cols=4, n=5) -> np.ndarray:
+    return np.arange(rows * cols * n, dtype=np.float32).reshape(rows, cols, n)
+
+
+# (ImageOrientationPatient, plane, how one stored frame looks in the canonical view)
 @pytest.mark.parametrize(
-    ("iop", "plane", "transform", "normal"),
+    ("iop", "plane", "to_view"),
     [
-        ([1, 0, 0, 0, 1, 0], "axial", InPlaneTransform(), [0, 0, 1]),
-        ([-1, 0, 0, 0, 1, 0], "axial", InPlaneTransform(flip_cols=True), [0, 0, 1]),
-        ([0, 1, 0, 1, 0, 0], "axial", InPlaneTransform(transpose=True), [0, 0, 1]),
-        ([1, 0, 0, 0, 0, -1], "coronal", InPlaneTransform(), [0, 1, 0]),
-        ([0, 1, 0, 0, 0, -1], "sagittal", InPlaneTransform(), [1, 0, 0]),
-        ([0, -1, 0, 0, 0, 1], "sagittal", InPlaneTransform(flip_rows=True, flip_cols=True),
-         [1, 0, 0]),
+        ([1, 0, 0, 0, 1, 0], "axial", lambda f: f),
+        ([-1, 0, 0, 0, 1, 0], "axial", lambda f: f[:, ::-1]),
+        ([0, 1, 0, 1, 0, 0], "axial", lambda f: f.T),
+        ([1, 0, 0, 0, 0, -1], "coronal", lambda f: f),
+        ([0, 1, 0, 0, 0, -1], "sagittal", lambda f: f),
+        ([0, -1, 0, 0, 0, 1], "sagittal", lambda f: f[::-1, ::-1]),
     ],
 )
-def test_stack_frame(iop, plane, transform, normal):
-    frame = stack_frame(iop)
-    assert (frame.plane, frame.transform) == (plane, transform)
-    np.testing.assert_allclose(frame.normal, normal, atol=1e-12)
+def test_acquired_plane_view_of_a_dicom_grid(iop, plane, to_view):
+    geometry = dicom_grid(iop)
+    assert geometry.acquired_plane == plane
+    view = plane_view(geometry, plane)
+    assert view.slice_axis == 2 and view.n_slices == 5
+    block = stored_frames()
+    k = view.stored_indices([1])
+    np.testing.assert_array_equal(view.orient(block[:, :, k])[0], to_view(block[:, :, k[0]]))
+    np.testing.assert_allclose(np.diff(view.positions_mm), 2.0)
 
 
-def test_transform_moves_pixels_as_stated():
-    image = np.arange(6).reshape(2, 3)
-    both = InPlaneTransform(transpose=True, flip_rows=True)
-    np.testing.assert_array_equal(both.apply(image), image.T[::-1])
-    assert both.shape(2, 3) == (3, 2) and both.spacing(0.5, 0.7) == (0.7, 0.5)
+def test_sagittal_grid_viewed_axially_takes_one_row_of_every_frame():
+    # Sagittal frames: columns run anterior -> posterior, rows head -> feet, frames to the left.
+    geometry = dicom_grid([0, 1, 0, 0, 0, -1], rows=6, cols=4, n=5, spacing=(1.0, 1.0),
+                          step_mm=1.0, kind="3D")
+    view = plane_view(geometry, "axial")
+    assert (view.slice_axis, view.n_slices, view.shape) == (0, 6, (4, 5))
+    [row] = view.stored_indices([0])
+    assert row == 5  # the lowest axial slice is the last (most inferior) row of each frame
+    block = stored_frames(6, 4, 5)[[row]]
+    # Axial view: rows anterior -> posterior (the frames' columns); columns right -> left, but
+    # these frames run towards the patient's right (the normal of this IOP): reversed.
+    np.testing.assert_array_equal(view.orient(block)[0], block[0][:, ::-1])
+    np.testing.assert_allclose(np.diff(view.positions_mm), 1.0)
+    assert view.pixel_spacing_mm == (1.0, 1.0)
+
+
+def test_positions_are_along_the_true_normal_of_a_tilted_volume():
+    a = np.deg2rad(13.0)
+    iop = [1, 0, 0, 0, np.cos(a), np.sin(a)]  # an axial slab tilted 13 degrees
+    view = plane_view(dicom_grid(iop, step_mm=3.0), "axial")
+    np.testing.assert_allclose(np.diff(view.positions_mm), 3.0)
 
 
 @pytest.mark.parametrize(
@@ -44,12 +79,31 @@ def test_transform_moves_pixels_as_stated():
         ([1, 0, 0, 1, 0, 0], "not orthogonal"),
         ([0, 0, 0, 0, 1, 0], "zero-length"),
         ([1, 0, 0, 0, 1], "6 numbers"),
-        ([0.7071, 0.7071, 0, -0.5, 0.5, 0.7071], "too oblique"),
     ],
 )
 def test_unusable_orientations(iop, message):
     with pytest.raises(GeometryError, match=message):
-        stack_frame(iop)
+        slice_normal(iop)
+
+
+def test_a_volume_oblique_past_the_limit_is_refused():
+    geometry = dicom_grid([0.7071, 0.7071, 0, -0.5, 0.5, 0.7071])
+    with pytest.raises(GeometryError, match="too oblique"):
+        plane_view(geometry, "axial")
+
+
+@pytest.mark.parametrize(
+    ("declared", "spacing", "pixel", "thickness", "kind"),
+    [
+        ("3D", 2.0, (1.0, 1.0), None, "3D"),  # the tag wins
+        ("2D", 1.0, (1.0, 1.0), None, "2D"),
+        (None, 1.2, (0.94, 0.94), 1.2, "3D"),  # near-isotropic, contiguous
+        (None, 4.8, (0.9, 0.9), 4.0, "2D"),  # thick slices
+        (None, 1.0, (1.0, 1.0), 0.5, "2D"),  # gaps between thin slices
+    ],
+)
+def test_acquisition_kind(declared, spacing, pixel, thickness, kind):
+    assert acquisition_kind(declared, spacing, pixel, thickness) == kind
 
 
 def test_spacing_problem_finds_gaps_and_tolerates_rounding():

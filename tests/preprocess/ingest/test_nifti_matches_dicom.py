@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.preprocess.ingest import scan_subject
+from pipeline.preprocess.ingest import IngestContext, scan_subject
+
+
+def scan(subject_id, path, root, series_cfg, expected=None, **kwargs):
+    """``scan_subject`` under the context of a ``series:`` section and ``slices.expected``."""
+    context = IngestContext.from_recipe(
+        root, {"series": series_cfg, "slices": {"expected": expected}}
+    )
+    return scan_subject(subject_id, path, context, **kwargs)
 
 
 def rotation(axis: int, degrees: float) -> np.ndarray:
@@ -28,8 +36,8 @@ def test_dicom_and_nifti_of_one_volume_agree(tmp_path, dicom_writer, series_cfg,
     volume = dicom_writer.make_volume(n=6, rows=14, cols=11, spacing=(3.5, 0.9, 1.2), axes=axes)
     dicom_writer.series(tmp_path / "D", volume, layout=dicom_writer.FEET_FIRST, order="shuffled")
     dicom_writer.nifti(tmp_path / "N.nii.gz", volume, voxel_order=voxel_order)
-    [from_dicom] = scan_subject("D", tmp_path / "D", tmp_path, series_cfg, 6).stacks
-    [from_nifti] = scan_subject("N", tmp_path / "N.nii.gz", tmp_path, series_cfg, 6).stacks
+    [from_dicom] = scan("D", tmp_path / "D", tmp_path, series_cfg, 6).stacks
+    [from_nifti] = scan("N", tmp_path / "N.nii.gz", tmp_path, series_cfg, 6).stacks
     assert from_nifti.shape == from_dicom.shape == (14, 11)
     np.testing.assert_allclose(from_nifti.positions_mm, from_dicom.positions_mm, atol=1e-4)
     np.testing.assert_allclose(from_nifti.positions_mm, volume.positions(), atol=1e-4)
@@ -46,7 +54,7 @@ def test_nifti_reads_only_requested_slices(tmp_path, dicom_writer, monkeypatch):
 
     volume = dicom_writer.make_volume(n=10, rows=8, cols=8)
     path = dicom_writer.nifti(tmp_path / "N.nii", volume)
-    [stack] = scan_subject("N", path, tmp_path, {"plane": "axial"}, None).stacks
+    [stack] = scan("N", path, tmp_path, {"plane": "axial"}, None).stacks
     shapes = []
     real = nibabel.arrayproxy.ArrayProxy.__getitem__
 
@@ -63,7 +71,7 @@ def test_nifti_reads_only_requested_slices(tmp_path, dicom_writer, monkeypatch):
 def test_truncated_uncompressed_nifti_is_rejected(tmp_path, dicom_writer, series_cfg):
     path = dicom_writer.nifti(tmp_path / "N.nii", dicom_writer.make_volume(n=5))
     path.write_bytes(path.read_bytes()[:-200])
-    result = scan_subject("N", path, tmp_path, series_cfg, None)
+    result = scan("N", path, tmp_path, series_cfg, None)
     assert result.stacks == []
     assert "(truncated copy?)" in result.rejections[0].reason
 
@@ -77,13 +85,13 @@ def test_several_nifti_volumes_in_a_session_are_ambiguous_until_named(
     for contrast in ("T1w", "T2w", "FLAIR"):
         volume = dicom_writer.make_volume(n=6, rows=14, cols=11)
         dicom_writer.nifti(anat / f"sub-01_ses-a_{contrast}.nii.gz", volume)
-    result = scan_subject("sub-01", tmp_path / "sub-01", tmp_path, series_cfg, 6)
+    result = scan("sub-01", tmp_path / "sub-01", tmp_path, series_cfg, 6)
     assert result.stacks == []
     [ambiguous] = [r for r in result.rejections if r.level == "session"]
     assert "3 series qualify" in ambiguous.reason
     assert "series.description_include" in ambiguous.reason
 
-    named = scan_subject(
+    named = scan(
         "sub-01", tmp_path / "sub-01", tmp_path, {**series_cfg, "description_include": "T1w"}, 6
     )
     [stack] = named.stacks

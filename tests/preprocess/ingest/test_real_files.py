@@ -17,11 +17,19 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.uid import generate_uid
 
-from pipeline.preprocess.ingest import scan_subject
+from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.preprocess.pixels import SliceReadError
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 NICOM_DATA = Path(nib.__file__).parent / "nicom" / "tests" / "data"
+
+
+def scan(subject_id, path, root, series_cfg, expected=None, **kwargs):
+    """``scan_subject`` under the context of a ``series:`` section and ``slices.expected``."""
+    context = IngestContext.from_recipe(
+        root, {"series": series_cfg, "slices": {"expected": expected}}
+    )
+    return scan_subject(subject_id, path, context, **kwargs)
 
 
 def bundled(name: str) -> Path:
@@ -67,7 +75,7 @@ def reference(source: Path) -> np.ndarray:
 )
 def test_lossless_transfer_syntaxes_decode_to_the_same_pixels(tmp_path, name, series_cfg):
     series_from_file(bundled(name), tmp_path / "S1")
-    result = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, 3)
+    result = scan("S1", tmp_path / "S1", tmp_path, series_cfg, 3)
     assert result.rejections == []
     [stack] = result.stacks
     np.testing.assert_array_equal(stack.positions_mm, [5.0, 10.0, 15.0])
@@ -81,21 +89,21 @@ def test_lossless_transfer_syntaxes_decode_to_the_same_pixels(tmp_path, name, se
 )
 def test_lossy_and_signed_transfer_syntaxes_match_pydicom(tmp_path, name, series_cfg):
     series_from_file(bundled(name), tmp_path / "S1")
-    [stack] = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, None).stacks
+    [stack] = scan("S1", tmp_path / "S1", tmp_path, series_cfg, None).stacks
     np.testing.assert_array_equal(stack.read([1])[0], reference(bundled(name)))
 
 
 def test_undecodable_pixels_raise_an_error_naming_the_file(tmp_path, series_cfg):
     # pydicom ships this JPEG with a broken scan header: no decoder can read it.
     series_from_file(bundled("JPEG-lossy.dcm"), tmp_path / "S1")
-    [stack] = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, None).stacks
+    [stack] = scan("S1", tmp_path / "S1", tmp_path, series_cfg, None).stacks
     with pytest.raises(SliceReadError, match=r"cannot decode the pixels of .*S1/0[0-2]"):
         stack.read([1])
 
 
 def test_colour_jpeg_is_rejected_as_not_greyscale(tmp_path, series_cfg):
     series_from_file(bundled("SC_rgb_jpeg_gdcm.dcm"), tmp_path / "S1")  # JPEG lossless, RGB
-    result = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, None)
+    result = scan("S1", tmp_path / "S1", tmp_path, series_cfg, None)
     assert result.stacks == []
     assert result.rejections[0].reason.startswith(
         "colour or palette image (PhotometricInterpretation RGB"
@@ -105,7 +113,7 @@ def test_colour_jpeg_is_rejected_as_not_greyscale(tmp_path, series_cfg):
 def test_pydicom_truncated_file_is_a_file_rejection(tmp_path, series_cfg):
     series_from_file(bundled("MR_small.dcm"), tmp_path / "S1", n=4)
     shutil.copy(bundled("MR_truncated.dcm"), tmp_path / "S1" / "cut.dcm")
-    result = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, None)
+    result = scan("S1", tmp_path / "S1", tmp_path, series_cfg, None)
     assert len(result.stacks) == 1
     [bad] = result.rejections
     assert (bad.level, bad.path) == ("file", "S1/cut.dcm")
@@ -120,7 +128,7 @@ def test_non_image_dicom_files_are_counted(tmp_path, series_cfg):
     dicomdir = Path(bundled("MR_small.dcm")).parent / "dicomdirtests" / "DICOMDIR"
     if dicomdir.exists():
         shutil.copy(dicomdir, folder / "DICOMDIR")
-    result = scan_subject("S1", folder, tmp_path, series_cfg, None)
+    result = scan("S1", folder, tmp_path, series_cfg, None)
     assert result.rejections == [] and len(result.stacks) == 1
     assert result.n_non_dicom == 2 + dicomdir.exists()
 
@@ -142,7 +150,7 @@ def test_real_enhanced_mr_frames_sorted_by_functional_group_positions(philips_en
                                                                       series_cfg):
     root = philips_enhanced.parent
     cfg = {**series_cfg, "plane": None}
-    result = scan_subject("P1", philips_enhanced, root, cfg, None)
+    result = scan("P1", philips_enhanced, root, cfg, None)
     assert result.rejections == []
     [stack] = result.stacks
     assert stack.n_slices == 176 and stack.shape == (256, 256)
@@ -163,10 +171,40 @@ def test_real_enhanced_mr_frames_sorted_by_functional_group_positions(philips_en
         np.testing.assert_allclose(stack.read([k])[0], expected, rtol=1e-6)
 
 
-def test_real_sagittal_volume_rejected_when_axial_required(philips_enhanced, series_cfg):
-    result = scan_subject("P1", philips_enhanced, philips_enhanced.parent, series_cfg, None)
-    assert result.stacks == []
-    assert result.rejections[0].reason.startswith("sagittal slices, but series.plane requires")
+@pytest.mark.filterwarnings("ignore:The DICOM readers are highly experimental")
+@pytest.mark.filterwarnings("ignore:Unable to find Philips private scale factor")
+def test_real_sagittal_3d_volume_is_resliced_to_axial_as_nibabel_reads_it(philips_enhanced,
+                                                                          series_cfg):
+    """The default recipe takes the axial slices of the sagittal MP-RAGE: the same voxels, in
+    the same places, as nibabel.nicom's own volume reoriented by as_closest_canonical."""
+    from nibabel.nicom import dicomwrappers
+
+    result = scan("P1", philips_enhanced, philips_enhanced.parent, series_cfg, None)
+    assert result.rejections == []
+    [stack] = result.stacks
+    assert (stack.plane, stack.acquired_plane, stack.resliced) == ("axial", "sagittal", True)
+    wrapper = dicomwrappers.wrapper_from_file(philips_enhanced / "IM_0001")
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0])
+    volume = nib.Nifti1Image(wrapper.get_data(), lps_to_ras @ wrapper.affine)
+    image = nib.as_closest_canonical(volume)
+    data = image.get_fdata()
+    assert stack.n_slices == data.shape[2] and stack.shape == (data.shape[1], data.shape[0])
+    for k in (0, 128, stack.n_slices - 1):
+        # RAS voxels -> rows anterior-to-posterior, columns right-to-left.
+        np.testing.assert_allclose(stack.read([k])[0], data[::-1, ::-1, k].T, rtol=1e-5)
+    # The volume is slightly oblique: positions are along the true normal of the axial planes.
+    affine = image.affine
+    normal = np.cross(affine[:3, 0], affine[:3, 1])
+    normal *= np.sign(normal[2]) / np.linalg.norm(normal)
+    origins = affine[:3, 3] + np.arange(data.shape[2])[:, None] * affine[:3, 2]
+    np.testing.assert_allclose(stack.positions_mm, origins @ normal, atol=1e-3)
+
+
+def test_real_sagittal_volume_keeps_its_plane_when_asked(philips_enhanced, series_cfg):
+    for plane in ("sagittal", None):
+        cfg = {**series_cfg, "plane": plane}
+        [stack] = scan("P1", philips_enhanced, philips_enhanced.parent, cfg, None).stacks
+        assert (stack.plane, stack.resliced, stack.n_slices) == ("sagittal", False, 176)
 
 
 def test_siemens_dti_pair_is_too_short(tmp_path, series_cfg):
@@ -174,7 +212,7 @@ def test_siemens_dti_pair_is_too_short(tmp_path, series_cfg):
     folder.mkdir()
     for name in ("0.dcm", "1.dcm"):
         shutil.copy(NICOM_DATA / name, folder / name)
-    result = scan_subject("S1", folder, tmp_path, {**series_cfg, "description_exclude": None},
+    result = scan("S1", folder, tmp_path, {**series_cfg, "description_exclude": None},
                           None)
     assert result.rejections[0].reason.startswith("2 slice(s): too few for a stack")
 
@@ -182,14 +220,14 @@ def test_siemens_dti_pair_is_too_short(tmp_path, series_cfg):
 def test_real_decimal_rescale_is_applied(tmp_path, series_cfg):
     source = NICOM_DATA / "decimal_rescale.dcm"
     series_from_file(source, tmp_path / "S1")
-    [stack] = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, None).stacks
+    [stack] = scan("S1", tmp_path / "S1", tmp_path, series_cfg, None).stacks
     np.testing.assert_allclose(stack.read([0])[0], reference(source), rtol=1e-6)
 
 
 def test_nifti_las_volume_is_reoriented_to_canonical(tmp_path, series_cfg):
     source = NIBABEL_DATA / "anatomical.nii"  # stored L-A-S (x runs right to left)
     shutil.copy(source, tmp_path / "N1.nii")
-    [stack] = scan_subject("N1", tmp_path / "N1.nii", tmp_path, series_cfg, None).stacks
+    [stack] = scan("N1", tmp_path / "N1.nii", tmp_path, series_cfg, None).stacks
     canonical = nib.as_closest_canonical(nib.load(source))
     data = canonical.get_fdata()
     assert stack.n_slices == data.shape[2] and stack.shape == (data.shape[1], data.shape[0])
@@ -207,7 +245,7 @@ def test_nifti_las_volume_is_reoriented_to_canonical(tmp_path, series_cfg):
 )
 def test_4d_nifti_is_rejected(tmp_path, series_cfg, name, volumes):
     shutil.copy(NIBABEL_DATA / name, tmp_path / name)
-    result = scan_subject("X", tmp_path / name, tmp_path, series_cfg, None)
+    result = scan("X", tmp_path / name, tmp_path, series_cfg, None)
     assert result.stacks == []
     assert f"holds {volumes} volumes" in result.rejections[0].reason
 
@@ -215,10 +253,11 @@ def test_4d_nifti_is_rejected(tmp_path, series_cfg, name, volumes):
 def test_nifti_inside_subject_folder_with_expected_count(tmp_path, series_cfg):
     folder = tmp_path / "S1" / "anat"
     folder.mkdir(parents=True)
-    shutil.copy(NIBABEL_DATA / "standard.nii.gz", folder / "S1_T1w.nii.gz")
-    ok = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, 7)
-    assert [s.n_slices for s in ok.stacks] == [7] and ok.stacks[0].source_format == "nifti"
+    # 25 axial slices of 2 mm voxels, stored left to right
+    shutil.copy(NIBABEL_DATA / "anatomical.nii", folder / "S1_T1w.nii")
+    ok = scan("S1", tmp_path / "S1", tmp_path, series_cfg, 25)
+    assert [s.n_slices for s in ok.stacks] == [25] and ok.stacks[0].source_format == "nifti"
     assert ok.stacks[0].description == "S1_T1w" and ok.stacks[0].session_id == ""
-    bad = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, 44)
-    assert bad.rejections[0].reason == "7 slices, expected 44 (slices.expected)"
-    assert bad.rejections[0].path == "S1/anat/S1_T1w.nii.gz"
+    bad = scan("S1", tmp_path / "S1", tmp_path, series_cfg, 44)
+    assert bad.rejections[0].reason.startswith("25 slices, expected 44 (slices.expected)")
+    assert bad.rejections[0].path == "S1/anat/S1_T1w.nii"

@@ -7,8 +7,16 @@ import pytest
 from pydicom.uid import generate_uid
 
 from pipeline.preprocess.discover import discover_subjects, source_fingerprint
-from pipeline.preprocess.ingest import scan_subject
+from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.preprocess.sessions import SessionUnit, assign_sessions
+
+
+def scan(subject_id, path, root, series_cfg, expected=None, **kwargs):
+    """``scan_subject`` under the context of a ``series:`` section and ``slices.expected``."""
+    context = IngestContext.from_recipe(
+        root, {"series": series_cfg, "slices": {"expected": expected}}
+    )
+    return scan_subject(subject_id, path, context, **kwargs)
 
 
 def test_discover_subject_folders_nifti_files_and_strays(tmp_path):
@@ -47,7 +55,7 @@ def test_fingerprint_changes_with_content_not_with_listing_order(tmp_path):
 
 def test_empty_subject_folder_gets_a_subject_rejection(tmp_path, series_cfg):
     (tmp_path / "S1" / "empty_dir").mkdir(parents=True)
-    result = scan_subject("S1", tmp_path / "S1", tmp_path, series_cfg, None)
+    result = scan("S1", tmp_path / "S1", tmp_path, series_cfg, None)
     assert [(r.level, r.reason) for r in result.rejections] == [
         ("subject", "no files in the subject folder")
     ]
@@ -90,13 +98,13 @@ def test_two_visits_give_two_stacks(tmp_path, dicom_writer, series_cfg):
     first, second = dicom_writer.make_volume(seed=1), dicom_writer.make_volume(seed=2)
     dicom_writer.series(subject / "m12" / "t1", second, study_uid=generate_uid())
     dicom_writer.series(subject / "bl" / "t1", first, study_uid=generate_uid())
-    result = scan_subject("S1", subject, tmp_path, series_cfg, 8)
+    result = scan("S1", subject, tmp_path, series_cfg, 8)
     assert [s.session_id for s in result.stacks] == ["bl", "m12"]
     np.testing.assert_array_equal(result.stacks[0].read([0]), first.values[:1])
     np.testing.assert_array_equal(result.stacks[1].read([0]), second.values[:1])
     assert result.stacks[0].source_hash != result.stacks[1].source_hash
 
-    labelled = scan_subject("S1", subject, tmp_path, series_cfg, 8, sessions=["m12"])
+    labelled = scan("S1", subject, tmp_path, series_cfg, 8, sessions=["m12"])
     assert [s.session_id for s in labelled.stacks] == ["", "m12"]  # bl/ is not in the table
 
 
@@ -104,7 +112,7 @@ def test_session_without_a_usable_series_is_reported(tmp_path, dicom_writer, ser
     subject = tmp_path / "S1"
     dicom_writer.series(subject / "bl", dicom_writer.make_volume(), study_uid=generate_uid())
     dicom_writer.series(subject / "m12", dicom_writer.make_volume(n=5), study_uid=generate_uid())
-    result = scan_subject("S1", subject, tmp_path, series_cfg, 8)
+    result = scan("S1", subject, tmp_path, series_cfg, 8)
     assert [s.session_id for s in result.stacks] == ["bl"]
     assert [(r.session_id, r.level, r.path) for r in result.rejections] == [
         ("m12", "series", "S1/m12/"), ("m12", "session", "S1/m12/")
