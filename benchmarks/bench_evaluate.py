@@ -98,6 +98,7 @@ def bench_bootstrap(n_subjects: int, resamples: int) -> None:
 
 
 def bench_evaluate(checkpoint: str | None, cache: str | None, name: str | None) -> None:
+    from pipeline.apply import run as apply_run
     from pipeline.config import compose
     from pipeline.evaluate import run
 
@@ -105,9 +106,11 @@ def bench_evaluate(checkpoint: str | None, cache: str | None, name: str | None) 
         if checkpoint is None:
             checkpoint, cache, name = fake_demo(Path(tmp))
         steps: dict[str, float] = {}
-        for step in ("prepare_cohort", "ensemble_probabilities", "score", "write_figures",
-                     "explain_cases", "write_report"):  # fmt: skip
-            original = getattr(run, step)
+        for module, step in (
+            (apply_run, "prepare_cohort"), (apply_run, "run_models"), (run, "score"),
+            (run, "write_figures"), (run, "explain_cases"), (run, "write_report"),
+        ):  # fmt: skip
+            original = getattr(module, step)
 
             def timed(*args, _f=original, _s=step, **kwargs):
                 tick = time.perf_counter()
@@ -116,7 +119,7 @@ def bench_evaluate(checkpoint: str | None, cache: str | None, name: str | None) 
                 finally:
                     steps[_s] = steps.get(_s, 0.0) + time.perf_counter() - tick
 
-            setattr(run, step, timed)
+            setattr(module, step, timed)
         cfg = compose(
             "evaluate", [f"checkpoint={checkpoint}", f"paths.cache={cache}", f"data.name={name}"]
         )
@@ -141,7 +144,7 @@ def fake_demo(tmp: Path) -> tuple[str, str, str]:
     from omegaconf import OmegaConf
 
     from pipeline.cache import MANIFEST_COLUMNS
-    from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
+    from pipeline.checkpoint import Checkpoint, FoldEntry, build_model, save_checkpoint
     from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
 
     pp = preprocessing_config(OmegaConf.load(Path(CONF_DIR) / "recipe" / "default.yaml"))
@@ -164,12 +167,11 @@ def fake_demo(tmp: Path) -> tuple[str, str, str]:
     model = {"_target_": "pipeline.models.SimpleCNN", "in_channels": 3, "num_classes": 3}
     torch.manual_seed(0)
     state = build_model(model).state_dict()
-    fold = {"state_dict": state, "train_subjects": ["t"], "val_subjects": ["v"], "best_epoch": 1}
-    ckpt = {
-        "format_version": FORMAT_VERSION, "classes": CLASSES, "model": model,
-        "slice_mode": "channels", "preprocessing": pp, "preprocessing_hash": preprocessing_hash(pp),
-        "folds": [fold],
-    }  # fmt: skip
+    fold = FoldEntry(state, ("t",), ("v",), best_epoch=1, epochs_trained=2)
+    ckpt = Checkpoint(
+        classes=tuple(CLASSES), network=model, slice_mode="channels", recipe=pp,
+        recipe_hash=preprocessing_hash(pp), folds=(fold,),
+    )  # fmt: skip
     path = save_checkpoint(tmp / "best.pt", ckpt)
     return str(path), str(tmp / "cache"), "bench"
 

@@ -210,18 +210,18 @@ def demo_training(cache_root: str, runs_root: Path) -> tuple[Path, float]:
 def heldout_quality(cache_root: str, run_dir: Path) -> dict[str, float]:
     """Part 3: held-out balanced accuracy, the trained model vs PCA + logistic regression."""
     ckpt = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    classes = list(ckpt["classes"])
+    classes = list(ckpt.classes)
     dev = load_cohort(
-        cohort_dir(cache_root, ckpt["data_name"]), expected_hash=ckpt["preprocessing_hash"]
+        cohort_dir(cache_root, ckpt.data_name), expected_hash=ckpt.recipe_hash
     )
     heldout = load_cohort(
-        cohort_dir(cache_root, "demo_heldout"), expected_hash=ckpt["preprocessing_hash"]
+        cohort_dir(cache_root, "demo_heldout"), expected_hash=ckpt.recipe_hash
     )
     y_heldout = heldout.manifest["label"].map(classes.index).to_numpy()
-    probs, _ = ensemble_probabilities(build_models(ckpt), heldout.images, ckpt["slice_mode"])
+    probs, _ = ensemble_probabilities(build_models(ckpt), heldout.images, ckpt.slice_mode)
     cnn = balanced_accuracy_score(y_heldout, probs.argmax(1))
 
-    train_subjects = set(ckpt["folds"][0]["train_subjects"])
+    train_subjects = set(ckpt.folds[0].train_subjects)
     train_rows = dev.manifest["subject_id"].isin(train_subjects).to_numpy()
     x_train = np.asarray(dev.images[train_rows]).reshape(int(train_rows.sum()), -1)
     y_train = dev.manifest.loc[train_rows, "label"].map(classes.index).to_numpy()

@@ -79,12 +79,20 @@ def weighted_ovr_auc(weights: np.ndarray, y_true: np.ndarray, probs: np.ndarray)
 
 
 def resampled_metrics(
-    weights: np.ndarray, y_true: np.ndarray, probs: np.ndarray, ece_bins: int = 10
+    weights: np.ndarray,
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    ece_bins: int = 10,
+    y_pred: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every interval metric for each resample: scalars ``(B,)``, per-class ``(B, K)``."""
+    """Every interval metric for each resample: scalars ``(B,)``, per-class ``(B, K)``.
+
+    ``y_pred``: the decision per case (``None``: the most probable class).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     n_classes = probs.shape[1]
-    cms = weighted_confusion(weights, y_true, probs.argmax(axis=1), n_classes)
+    y_pred = probs.argmax(axis=1) if y_pred is None else np.asarray(y_pred)
+    cms = weighted_confusion(weights, y_true, y_pred, n_classes)
     values = confusion_rates(cms)
     values["sensitivity"] = values["recall"]
     values["auc"] = weighted_ovr_auc(weights, y_true, probs)
@@ -123,8 +131,12 @@ def bootstrap_intervals(
     seed: int = 0,
     level: float = 0.95,
     ece_bins: int = 10,
+    y_pred: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The ``ci`` block of metrics.json: ``[low, high]`` per metric, ``None`` where undefined."""
+    """The ``ci`` block of metrics.json: ``[low, high]`` per metric, ``None`` where undefined.
+
+    ``y_pred``: the decision per case (``None``: the most probable class).
+    """
     if not 0.0 < level < 1.0:
         raise ValueError(f"evaluate.bootstrap.level must be in (0, 1), got {level}")
     ci: dict[str, Any] = {
@@ -139,7 +151,7 @@ def bootstrap_intervals(
         ci["macro"] = dict.fromkeys(AVERAGED_KEYS)
         return ci
     weights = subject_resample_weights(subject_ids, resamples, seed)
-    values = resampled_metrics(weights, y_true, probs, ece_bins)
+    values = resampled_metrics(weights, y_true, probs, ece_bins, y_pred)
     for key in CI_SCALARS:
         ci[key] = percentile_interval(values[key], level)
     ci["per_class"] = {

@@ -23,7 +23,7 @@ import torch
 from monai.visualize import GradCAM, OcclusionSensitivity
 from torch import nn
 
-from pipeline.evaluate.predictions import prob_column
+from pipeline.apply.table import prob_column
 from pipeline.inference import subject_logits_to_probs
 
 

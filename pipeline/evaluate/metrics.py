@@ -46,16 +46,6 @@ PER_CLASS_KEYS = (
 )
 #: Per-class rates that are averaged into ``macro`` and ``weighted``.
 AVERAGED_KEYS = ("precision", "recall", "specificity", "npv", "f1", "auc")
-#: Whole-cohort scalar metrics.
-OVERALL_KEYS = (
-    "accuracy",
-    "balanced_accuracy",
-    "kappa",
-    "kappa_quadratic",
-    "mcc",
-    "auc_macro",
-    "ece",
-)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -186,50 +176,63 @@ def _undefined_reasons(
     return reasons
 
 
-def compute_metrics(
-    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], ece_bins: int = 10
-) -> dict[str, Any]:
-    """Point estimates of every metric for integer labels ``y_true`` and probabilities ``(N, K)``.
-
-    The prediction is the most probable class. Values that do not exist are ``NaN`` and their
-    reasons are listed under ``undefined``; :func:`pipeline.evaluate.outputs.jsonable` turns NaN
-    into ``null``.
-    """
-    classes = list(classes)
+def _checked(
+    y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray | None, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y_true = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
-    if probs.ndim != 2 or probs.shape != (len(y_true), len(classes)):
+    if probs.ndim != 2 or probs.shape != (len(y_true), n_classes):
         raise ValueError(
-            f"probabilities have shape {probs.shape}, expected ({len(y_true)}, {len(classes)})"
+            f"probabilities have shape {probs.shape}, expected ({len(y_true)}, {n_classes})"
         )
     if len(y_true) == 0:
         raise ValueError("no labelled cases to evaluate")
-    labels = list(range(len(classes)))
-    y_pred = probs.argmax(axis=1)
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    y_pred = probs.argmax(axis=1) if y_pred is None else np.asarray(y_pred, dtype=np.int64)
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"{len(y_pred)} predictions for {len(y_true)} labels")
+    return y_true, probs, y_pred
 
+
+def _agreement(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int]) -> dict[str, float]:
+    """Whole-cohort agreement of predictions and labels (scikit-learn)."""
     with warnings.catch_warnings():
         # Undefined values are expected (absent classes) and reported under "undefined".
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+            "kappa": float(
+                cohen_kappa_score(y_true, y_pred, labels=labels, replace_undefined_by=np.nan)
+            ),
+            "kappa_quadratic": float(
+                cohen_kappa_score(
+                    y_true, y_pred, labels=labels, weights="quadratic", replace_undefined_by=np.nan
+                )
+            ),
+            "mcc": float(matthews_corrcoef(y_true, y_pred)),
+        }
+
+
+def _per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, classes: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """``per_class.<class>``: the one-vs-rest rates and AUC of each class."""
+    labels = list(range(len(classes)))
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         warnings.simplefilter("ignore", UserWarning)
         precision, recall, _, support = precision_recall_fscore_support(
             y_true, y_pred, labels=labels, zero_division=np.nan
         )
-        balanced = balanced_accuracy_score(y_true, y_pred)
-        kappa = cohen_kappa_score(y_true, y_pred, labels=labels, replace_undefined_by=np.nan)
-        kappa_quadratic = cohen_kappa_score(
-            y_true, y_pred, labels=labels, weights="quadratic", replace_undefined_by=np.nan
-        )
-        mcc = matthews_corrcoef(y_true, y_pred)
     # scikit-learn's one-vs-rest blocks are [[TN, FP], [FN, TP]] per class.
     ovr = multilabel_confusion_matrix(y_true, y_pred, labels=labels)
     tn, fp, fn = ovr[:, 0, 0], ovr[:, 0, 1], ovr[:, 1, 0]
-    rates = confusion_rates(cm)  # specificity, NPV and the absent-class-aware F1
+    # specificity, NPV and the absent-class-aware F1
+    rates = confusion_rates(confusion_matrix(y_true, y_pred, labels=labels))
     auc = one_vs_rest_auc(y_true, probs)
-
-    per_class: dict[str, dict[str, float]] = {}
-    for c, name in enumerate(classes):
-        per_class[name] = {
+    return {
+        name: {
             "precision": float(precision[c]),
             "recall": float(recall[c]),
             "sensitivity": float(recall[c]),
@@ -239,17 +242,48 @@ def compute_metrics(
             "auc": float(auc[c]),
             "support": int(support[c]),
         }
+        for c, name in enumerate(classes)
+    }
+
+
+def _class_averages(
+    per_class: dict[str, dict[str, float]], classes: Sequence[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``macro`` and ``weighted`` (by support) means of the :data:`AVERAGED_KEYS`."""
+    support = np.array([per_class[name]["support"] for name in classes], dtype=np.float64)
     macro: dict[str, float] = {}
     weighted: dict[str, float] = {}
-    support_arr = np.asarray(support, dtype=np.float64)
     for key in AVERAGED_KEYS:
         values = np.array([per_class[name][key] for name in classes])
-        macro[key], weighted[key] = _averages(values, support_arr)
+        macro[key], weighted[key] = _averages(values, support)
+    return macro, weighted
 
+
+def compute_metrics(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    ece_bins: int = 10,
+    *,
+    y_pred: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Point estimates of every metric for integer labels ``y_true`` and probabilities ``(N, K)``.
+
+    ``y_pred`` is the decision rule's class per case (``None``: the most probable class). The
+    class-agreement metrics score ``y_pred``; AUC and calibration score ``probs``. Values that
+    do not exist are ``NaN`` and their reasons are listed under ``undefined``;
+    :func:`pipeline.utils.jsonable.jsonable` turns NaN into ``null``.
+    """
+    classes = list(classes)
+    y_true, probs, y_pred = _checked(y_true, probs, y_pred, len(classes))
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(len(classes))))
+    agreement = _agreement(y_true, y_pred, list(range(len(classes))))
+    per_class = _per_class(y_true, y_pred, probs, classes)
+    macro, weighted = _class_averages(per_class, classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         normalized = cm / cm.sum(axis=1, keepdims=True)
     undefined = _undefined_reasons(classes, per_class, len(y_true))
-    if np.isnan(kappa):
+    if np.isnan(agreement["kappa"]):
         undefined["kappa"] = undefined["kappa_quadratic"] = (
             "labels and predictions share one class only"
         )
@@ -258,17 +292,17 @@ def compute_metrics(
     return {
         "classes": classes,
         "n_samples": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced),
+        "accuracy": agreement["accuracy"],
+        "balanced_accuracy": agreement["balanced_accuracy"],
         "confusion_matrix": cm.tolist(),
         "confusion_matrix_normalized": normalized.tolist(),
         "per_class": per_class,
         "macro": macro,
         "weighted": weighted,
         "auc_macro": macro["auc"],
-        "kappa": float(kappa),
-        "kappa_quadratic": float(kappa_quadratic),
-        "mcc": float(mcc),
+        "kappa": agreement["kappa"],
+        "kappa_quadratic": agreement["kappa_quadratic"],
+        "mcc": agreement["mcc"],
         "ece": expected_calibration_error(probs, y_true, n_bins=ece_bins),
         "undefined": undefined,
     }

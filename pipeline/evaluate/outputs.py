@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluate.metrics import PER_CLASS_KEYS
-from pipeline.utils.atomic import write_csv, write_text
+from pipeline.utils.atomic import write_csv
 
 METRICS_JSON = "metrics.json"
 PER_CLASS_CSV = "per_class.csv"
@@ -21,32 +19,6 @@ CONFUSION_CSV = "confusion_matrix.csv"
 CONFUSION_NORMALIZED_CSV = "confusion_matrix_normalized.csv"
 RELIABILITY_CSV = "reliability.csv"
 EXCLUDED_CSV = "excluded.csv"
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON types, with NaN/inf written as ``null`` (strict JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
-
-
-def write_metrics_json(path: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write metrics as strict JSON (``allow_nan=False`` proves no NaN slipped through)."""
-    write_text(path, json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
-    return Path(path)
 
 
 def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:

@@ -148,7 +148,8 @@ _TEMPLATE = """<!DOCTYPE html>
 <h1>Evaluation report</h1>
 <p>Model <code>{{ m.model.target }}</code>
 ({{ m.model.n_models }} model{{ "s" if m.model.n_models > 1 else "" }},
-slice mode <code>{{ m.model.slice_mode }}</code>)
+slice mode <code>{{ m.model.slice_mode }}</code>,
+decision rule <code>{{ m.model.decision_rule }}</code>)
 on the held-out cohort <code>{{ m.cohort.name }}</code>, {{ m.created }}.</p>
 
 {% if m.model.shuffle_labels %}

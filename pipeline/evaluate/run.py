@@ -1,9 +1,10 @@
 """Evaluate a checkpoint on a held-out cohort and write the report folder.
 
-The steps, each in its own module: open (or build) the cohort's cache with the checkpoint's
-recipe and refuse leaked subjects (:mod:`.cohort`), predict with the fold ensemble
-(:mod:`pipeline.inference`), score (:mod:`.metrics`, :mod:`.bootstrap`, :mod:`.calibration`),
-explain (:mod:`.explain`), then write files (:mod:`.outputs`, :mod:`.plots`, :mod:`.report`).
+The checkpoint is applied by :func:`pipeline.apply.apply_checkpoint` (the cohort's cache made with
+the checkpoint's recipe, leaked subjects refused before any model runs, the fold ensemble, the
+checkpoint's decision rule); this module adds the scores (:mod:`.metrics`, :mod:`.bootstrap`,
+:mod:`.calibration`), the explanations (:mod:`.explain`) and the files (:mod:`.outputs`,
+:mod:`.plots`, :mod:`.report`).
 """
 
 from __future__ import annotations
@@ -20,23 +21,20 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.checkpoint import build_models, load_checkpoint
+from pipeline.apply import Admit, Applied, apply_checkpoint, check_overlap
+from pipeline.apply.cli import stage_main
+from pipeline.apply.model_info import model_summary
+from pipeline.cache import PreprocessedCohort
+from pipeline.checkpoint import Checkpoint
 from pipeline.config import config_hash, to_container
 from pipeline.evaluate import plots
 from pipeline.evaluate.bootstrap import bootstrap_intervals
 from pipeline.evaluate.calibration import reliability_table
-from pipeline.evaluate.cohort import check_overlap, prepare_cohort
 from pipeline.evaluate.errors import EvaluationError
 from pipeline.evaluate.explain import Explanation, explain_cases, select_cases
+from pipeline.evaluate.labelled import split_labelled
 from pipeline.evaluate.metrics import compute_metrics
-from pipeline.evaluate.model_info import (
-    SHUFFLED_LABELS_WARNING,
-    checkpoint_file,
-    model_summary,
-    pick_device,
-)
-from pipeline.evaluate.outputs import METRICS_JSON, write_metrics_json, write_tables
-from pipeline.evaluate.predictions import predictions_table, split_labelled
+from pipeline.evaluate.outputs import METRICS_JSON, write_tables
 from pipeline.evaluate.report import (
     REPORT_HTML,
     ReportContent,
@@ -44,9 +42,9 @@ from pipeline.evaluate.report import (
     console_summary,
     write_report,
 )
-from pipeline.inference import ensemble_probabilities
 from pipeline.provenance import package_versions, write_pip_freeze
 from pipeline.utils.atomic import write_text
+from pipeline.utils.jsonable import write_strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +72,27 @@ class EvaluationResult:
     report: Path
 
 
+@dataclass(frozen=True)
+class ScoredCases:
+    """The cases with a label among the model's classes, and what the models said about them.
+
+    Attributes:
+        table: their rows of the predictions table.
+        y: true class index ``(n,)``.
+        probs: the decision rule's probabilities ``(n, K)``.
+        predicted: the decision rule's class index ``(n,)``.
+        fold_probs: each fold model's own probabilities ``(n, K)`` (k-fold checkpoints).
+        excluded: the other cases, with the reason each is not scored.
+    """
+
+    table: pd.DataFrame
+    y: np.ndarray
+    probs: np.ndarray
+    predicted: np.ndarray
+    fold_probs: list[np.ndarray]
+    excluded: pd.DataFrame
+
+
 def cohort_counts(table: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     """Cases per label (rows, classes first) and site (columns), with totals."""
     site = table["site"].replace("", "(unknown)") if "site" in table else "(all)"
@@ -87,15 +106,16 @@ def cohort_counts(table: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
     return counts
 
 
-def per_site_metrics(
-    scored: pd.DataFrame, y: np.ndarray, probs: np.ndarray, classes: list[str], ece_bins: int
-) -> dict[str, dict[str, Any]]:
+def per_site_metrics(cases: ScoredCases, classes: list[str], ece_bins: int) -> dict[str, Any]:
     """Accuracy and balanced accuracy per acquisition site, when the cohort has several."""
+    scored = cases.table.reset_index(drop=True)
     if "site" not in scored or scored["site"].nunique() < 2:
         return {}
     out = {}
     for site, rows in scored.groupby("site", sort=True).indices.items():
-        m = compute_metrics(y[rows], probs[rows], classes, ece_bins)
+        m = compute_metrics(
+            cases.y[rows], cases.probs[rows], classes, ece_bins, y_pred=cases.predicted[rows]
+        )
         out[str(site) or "(unknown)"] = {
             "n_subjects": int(scored["subject_id"].iloc[rows].nunique()),
             "n_samples": len(rows),
@@ -127,32 +147,40 @@ def write_explanations(out_dir: Path, explanations: list[Explanation]) -> list[R
 
 
 def score(
-    y: np.ndarray,
-    probs: np.ndarray,
-    fold_probs: list[np.ndarray],
-    scored: pd.DataFrame,
-    classes: list[str],
-    settings: DictConfig,
+    cases: ScoredCases, ckpt: Checkpoint, classes: list[str], settings: DictConfig
 ) -> dict[str, Any]:
-    """Point metrics, subject-bootstrap intervals, and each fold's own metrics (k-fold only)."""
+    """Point metrics, subject-bootstrap intervals, and each fold's own metrics (k-fold only).
+
+    A fold's own numbers use the checkpoint's decision rule on that fold's probabilities.
+    """
     ece_bins = int(settings.ece_bins)
     boot = settings.bootstrap
-    metrics = compute_metrics(y, probs, classes, ece_bins)
+    metrics = compute_metrics(cases.y, cases.probs, classes, ece_bins, y_pred=cases.predicted)
     metrics["ci"] = bootstrap_intervals(
-        y,
-        probs,
-        scored["subject_id"].tolist(),
+        cases.y,
+        cases.probs,
+        cases.table["subject_id"].tolist(),
         classes,
         resamples=int(boot.resamples),
         seed=int(boot.seed),
         level=float(boot.level),
         ece_bins=ece_bins,
+        y_pred=cases.predicted,
     )
     metrics["folds"] = []
-    if len(fold_probs) > 1:
-        for i, fp in enumerate(fold_probs):
-            fold_metrics = compute_metrics(y, fp, classes, ece_bins)
-            metrics["folds"].append({"fold": i, **{k: fold_metrics[k] for k in FOLD_KEYS}})
+    if len(cases.fold_probs) > 1:
+        for i, (fp, entry) in enumerate(zip(cases.fold_probs, ckpt.folds, strict=True)):
+            decision = ckpt.decision.apply(fp)
+            fold_metrics = compute_metrics(
+                cases.y, decision.probabilities, classes, ece_bins, y_pred=decision.predicted
+            )
+            metrics["folds"].append(
+                {
+                    "fold": i,
+                    **{k: fold_metrics[k] for k in FOLD_KEYS},
+                    "best_epoch": entry.best_epoch,
+                }
+            )
     return metrics
 
 
@@ -198,6 +226,106 @@ def write_figures(
     ]
 
 
+def overlap_guard(allow_overlap: bool, log: Callable[[str], None]) -> Admit:
+    """Refuse (or, with ``allow_overlap``, flag) a cohort that shares subjects with training."""
+
+    def admit(ckpt: Checkpoint, cohort: PreprocessedCohort) -> None:
+        overlap = check_overlap(cohort.manifest["subject_id"], ckpt, allow_overlap)
+        if overlap:
+            log(
+                f"WARNING: {len(overlap)} subject(s) overlap the training data; "
+                "metrics are optimistic."
+            )
+
+    return admit
+
+
+def scored_cases(applied: Applied, log: Callable[[str], None]) -> ScoredCases:
+    """The labelled cases of the applied cohort; an unlabelled cohort is an error."""
+    mask, y, excluded = split_labelled(applied.table, applied.classes)
+    if not mask.any():
+        raise EvaluationError(
+            f"No case of {applied.cohort.directory} has a label among the model's classes "
+            f"{applied.classes}; for an unlabelled cohort use `python -m pipeline.predict`."
+        )
+    if len(excluded):
+        log(f"{len(excluded)} case(s) not scored (listed in the report and excluded.csv).")
+    return ScoredCases(
+        table=applied.table[mask],
+        y=y,
+        probs=applied.decision.probabilities[mask],
+        predicted=applied.decision.predicted[mask],
+        fold_probs=[fp[mask] for fp in applied.fold_probabilities],
+        excluded=excluded,
+    )
+
+
+def cohort_block(cfg: DictConfig, applied: Applied, cases: ScoredCases) -> dict[str, Any]:
+    """The ``cohort`` block of metrics.json: which cache, what was scored, what was rejected."""
+    rejected = applied.cohort.rejected
+    return {
+        "name": str(cfg.data.name),
+        "cache": str(applied.cohort.directory),
+        "n_cases": len(applied.table),
+        "n_scored": len(cases.table),
+        "n_excluded": len(cases.excluded),
+        "n_rejected": len(rejected),
+        "rejected_by_level": rejected["level"].value_counts().to_dict()
+        if "level" in rejected
+        else {},
+        "counts": {name: int((cases.table["label"] == name).sum()) for name in applied.classes},
+    }
+
+
+def assemble_metrics(cfg: DictConfig, applied: Applied, cases: ScoredCases) -> dict[str, Any]:
+    """metrics.json: the scores, then where they come from (cohort, model, config, versions)."""
+    settings = cfg.evaluate
+    classes = applied.classes
+    scores = score(cases, applied.checkpoint, classes, settings)
+    seen = applied.table.loc[applied.table["seen_in_training"], "subject_id"]
+    overlap = sorted(set(seen))
+    return {
+        "classes": classes,
+        "n_subjects": int(cases.table["subject_id"].nunique()),
+        **{k: v for k, v in scores.items() if k != "classes"},
+        "by_site": per_site_metrics(cases, classes, int(settings.ece_bins)),
+        "cohort": cohort_block(cfg, applied, cases),
+        "model": model_summary(applied.checkpoint, applied.checkpoint_path),
+        "config_hash": config_hash(cfg),
+        "preprocessing_hash": applied.cohort.preprocessing_hash,
+        "allow_overlap": bool(settings.allow_overlap),
+        "overlap": bool(overlap),
+        "overlap_subjects": overlap,
+        "versions": package_versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def explanation_figures(
+    settings: DictConfig,
+    applied: Applied,
+    cases: ScoredCases,
+    out: Path,
+    log: Callable[[str], None],
+) -> list[ReportFigure]:
+    """Grad-CAM and occlusion pictures of a few right and wrong cases per class."""
+    explain = settings.explain
+    if not explain.enabled or int(explain.per_class) <= 0:
+        return []
+    chosen = select_cases(cases.table, applied.classes, int(explain.per_class))
+    log(f"Explaining {len(chosen)} case(s) (Grad-CAM / occlusion).")
+    explanations = explain_cases(
+        applied.models,
+        applied.cohort.images,
+        chosen,
+        applied.classes,
+        applied.checkpoint.slice_mode,
+        to_container(explain),
+        applied.device,
+    )
+    return write_explanations(out, explanations)
+
+
 def evaluate(
     cfg: DictConfig, out_dir: str | Path, log: Callable[[str], None] = logger.info
 ) -> EvaluationResult:
@@ -205,101 +333,32 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = cfg.evaluate
-    ckpt_path = checkpoint_file(cfg.checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
-    classes = [str(c) for c in ckpt["classes"]]
-    slice_mode = str(ckpt["slice_mode"])
+    applied = apply_checkpoint(cfg, log, admit=overlap_guard(bool(settings.allow_overlap), log))
+    cases = scored_cases(applied, log)
+    metrics = assemble_metrics(cfg, applied, cases)
 
-    if ckpt.get("shuffle_labels"):
-        log(SHUFFLED_LABELS_WARNING)
-    cohort = prepare_cohort(cfg, ckpt, log=log)
-    allow_overlap = bool(settings.allow_overlap)
-    overlap = check_overlap(cohort.manifest["subject_id"], ckpt, allow_overlap)
-    if overlap:
-        log(
-            f"WARNING: {len(overlap)} subject(s) overlap the training data; metrics are optimistic."
-        )
-
-    device = pick_device(settings.get("device"))
-    models = build_models(ckpt, device)
-    log(f"Predicting {len(cohort)} case(s) with {len(models)} model(s) on {device}.")
-    probs, fold_probs = ensemble_probabilities(
-        models, cohort.images, slice_mode, int(settings.batch_size), device
-    )
-    table = predictions_table(cohort.manifest, probs, classes, fold_probs)
-    mask, y, excluded = split_labelled(table, classes)
-    if not mask.any():
-        raise EvaluationError(
-            f"No case of {cohort.directory} has a label among the model's classes {classes}; "
-            "for an unlabelled cohort use `python -m pipeline.predict`."
-        )
-    if len(excluded):
-        log(f"{len(excluded)} case(s) not scored (listed in the report and excluded.csv).")
-    scored = table[mask]
-    scored_probs = probs[mask]
-    ece_bins = int(settings.ece_bins)
-
-    scores = score(y, scored_probs, [fp[mask] for fp in fold_probs], scored, classes, settings)
-    for fold, best in zip(scores["folds"], ckpt["folds"], strict=False):
-        fold["best_epoch"] = best.get("best_epoch")
-    rejected = cohort.rejected
-    metrics: dict[str, Any] = {
-        "classes": classes,
-        "n_subjects": int(scored["subject_id"].nunique()),
-        **{k: v for k, v in scores.items() if k != "classes"},
-        "by_site": per_site_metrics(
-            scored.reset_index(drop=True), y, scored_probs, classes, ece_bins
-        ),
-        "cohort": {
-            "name": str(cfg.data.name),
-            "cache": str(cohort.directory),
-            "n_cases": len(table),
-            "n_scored": int(mask.sum()),
-            "n_excluded": len(excluded),
-            "n_rejected": len(rejected),
-            "rejected_by_level": rejected["level"].value_counts().to_dict()
-            if "level" in rejected
-            else {},
-            "counts": {name: int((scored["label"] == name).sum()) for name in classes},
-        },
-        "model": model_summary(ckpt, ckpt_path),
-        "config_hash": config_hash(cfg),
-        "preprocessing_hash": cohort.preprocessing_hash,
-        "allow_overlap": allow_overlap,
-        "overlap": bool(overlap),
-        "overlap_subjects": overlap,
-        "versions": package_versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-
-    reliability = reliability_table(scored_probs, y, ece_bins)
-    write_metrics_json(out / METRICS_JSON, metrics)
-    write_tables(out, metrics, table, reliability, excluded)
-    figures = write_figures(out, metrics, y, scored_probs, reliability)
-
-    explain = settings.explain
-    explanation_figures: list[ReportFigure] = []
-    if explain.enabled and int(explain.per_class) > 0:
-        cases = select_cases(scored, classes, int(explain.per_class))
-        log(f"Explaining {len(cases)} case(s) (Grad-CAM / occlusion).")
-        explanations = explain_cases(
-            models, cohort.images, cases, classes, slice_mode, to_container(explain), device
-        )
-        explanation_figures = write_explanations(out, explanations)
-
+    reliability = reliability_table(cases.probs, cases.y, int(settings.ece_bins))
+    write_strict_json(out / METRICS_JSON, metrics)
+    write_tables(out, metrics, applied.table, reliability, cases.excluded)
+    figures = write_figures(out, metrics, cases.y, cases.probs, reliability)
     report_path = write_report(
         out / REPORT_HTML,
         ReportContent(
             metrics=metrics,
-            cohort_counts=cohort_counts(table, classes),
+            cohort_counts=cohort_counts(applied.table, applied.classes),
             figures=figures,
-            explanations=explanation_figures,
-            rejected=rejected,
-            excluded=excluded,
+            explanations=explanation_figures(settings, applied, cases, out, log),
+            rejected=applied.cohort.rejected,
+            excluded=cases.excluded,
         ),
     )
     write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     write_pip_freeze(out)
     print(console_summary(metrics))
     print(f"\nReport: {report_path}")
-    return EvaluationResult(out_dir=out, metrics=metrics, predictions=table, report=report_path)
+    return EvaluationResult(
+        out_dir=out, metrics=metrics, predictions=applied.table, report=report_path
+    )
+
+
+main = stage_main("evaluate", evaluate, errors=(EvaluationError,))

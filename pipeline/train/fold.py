@@ -22,14 +22,13 @@ from omegaconf import DictConfig
 from sklearn.utils.class_weight import compute_class_weight
 
 from pipeline.cache import IMAGES, PreprocessedCohort
-from pipeline.checkpoint import build_model
+from pipeline.checkpoint import FoldEntry, build_model, load_fold_entry, save_fold_entry
 from pipeline.train.callbacks import EpochHistory, InterruptNotice
 from pipeline.train.data import CohortDataModule
 from pipeline.train.errors import TrainError
 from pipeline.train.module import StageClassifier
 from pipeline.train.splits import fold_subjects, rows_of
 from pipeline.train.trainer import build_trainer, data_workers, uses_cuda
-from pipeline.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ def fold_dir(run_dir: Path, fold: int, n_folds: int) -> Path:
     return run_dir if n_folds == 1 else run_dir / f"fold_{fold}"
 
 
-def fold_entry(fdir: Path, train_ids: list[str], val_ids: list[str]) -> dict[str, Any]:
+def fold_entry(fdir: Path, train_ids: list[str], val_ids: list[str]) -> FoldEntry:
     """The ``best.pt`` fold entry from the fold's best Lightning checkpoint and metrics.csv."""
     best_path = fdir / "checkpoints" / "best.ckpt"
     if not best_path.is_file():
@@ -65,14 +64,14 @@ def fold_entry(fdir: Path, train_ids: list[str], val_ids: list[str]) -> dict[str
         if row.empty
         else {k: float(v) for k, v in row.iloc[0].items() if str(k).startswith("val_")}
     )
-    return {
-        "state_dict": state,
-        "train_subjects": list(train_ids),
-        "val_subjects": list(val_ids),
-        "best_epoch": best_epoch,
-        "val_metrics": metrics,
-        "epochs_trained": int(history["epoch"].max()) + 1,
-    }
+    return FoldEntry(
+        state_dict=state,
+        train_subjects=tuple(train_ids),
+        val_subjects=tuple(val_ids),
+        best_epoch=best_epoch,
+        epochs_trained=int(history["epoch"].max()) + 1,
+        val_metrics=metrics,
+    )
 
 
 def train_fold(
@@ -87,13 +86,13 @@ def train_fold(
     model_config: dict[str, Any],
     resume: bool,
     resume_command: str,
-) -> dict[str, Any] | None:
+) -> FoldEntry | None:
     fdir = fold_dir(run_dir, fold, n_folds)
     ckpt_dir = fdir / "checkpoints"
     result_path = ckpt_dir / FOLD_RESULT
     if resume and result_path.is_file():
         log.info("Fold %d finished before the interruption; reusing %s", fold, result_path)
-        return torch.load(result_path, map_location="cpu", weights_only=True)
+        return load_fold_entry(result_path)
 
     seed = int(cfg.seed) + fold
     L.seed_everything(seed, workers=True, verbose=False)
@@ -185,6 +184,5 @@ def train_fold(
     if not trainer.is_global_zero:
         return None
     entry = fold_entry(fdir, train_ids, val_ids)
-    with atomic_path(result_path, suffix=".pt") as tmp:
-        torch.save(entry, tmp)
+    save_fold_entry(result_path, entry)
     return entry

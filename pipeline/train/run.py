@@ -27,8 +27,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cache import IMAGES, MANIFEST, PreprocessedCohort
-from pipeline.checkpoint import FORMAT_VERSION, save_checkpoint
+from pipeline.checkpoint import Checkpoint, save_checkpoint
 from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash, to_container
+from pipeline.decision import ArgmaxRule
 from pipeline.models import input_channels, sized_model_config
 from pipeline.provenance import package_versions, write_pip_freeze
 from pipeline.train.cohort import (
@@ -278,20 +279,20 @@ def train(
         return TrainResult(run_dir=run_dir, checkpoint=None, folds=[])
     folds = [e for e in entries if e is not None]
 
-    checkpoint = {
-        "format_version": FORMAT_VERSION,
-        "classes": classes,
-        "model": model_config,
-        "slice_mode": str(cfg.data.slice_mode),
-        "preprocessing": cohort.preprocessing,
-        "preprocessing_hash": cohort.preprocessing_hash,
-        "folds": folds,
-        "train_config": _config_tree(cfg),
-        "data_name": str(cfg.data.name),
-        "versions": package_versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "shuffle_labels": bool(tc.shuffle_labels),
-    }
+    checkpoint = Checkpoint(
+        classes=tuple(classes),
+        network=model_config,
+        slice_mode=str(cfg.data.slice_mode),
+        recipe=cohort.preprocessing,
+        recipe_hash=cohort.preprocessing_hash,
+        folds=tuple(folds),
+        decision=ArgmaxRule(),
+        train_config=_config_tree(cfg),
+        data_name=str(cfg.data.name),
+        versions=package_versions(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        shuffle_labels=bool(tc.shuffle_labels),
+    )
     best_path = save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
 
     history = _combined_history(run_dir, n_folds)
@@ -301,18 +302,9 @@ def train(
         plot_training_curves(
             history,
             run_dir / "training_curves.png",
-            {i: f["best_epoch"] for i, f in enumerate(folds)},
+            {i: f.best_epoch for i, f in enumerate(folds)},
         )
-    summary = [
-        {k: v for k, v in f.items() if k != "state_dict" and not k.endswith("_subjects")}
-        for f in folds
-    ]
-    for i, item in enumerate(summary):
-        item.update(
-            fold=i,
-            n_train_subjects=len(folds[i]["train_subjects"]),
-            n_val_subjects=len(folds[i]["val_subjects"]),
-        )
+    summary = [{"fold": i, **f.summary()} for i, f in enumerate(folds)]
     result = TrainResult(run_dir=run_dir, checkpoint=best_path, folds=summary)
     write_json(
         run_dir / "summary.json",

@@ -20,7 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from pipeline.cache import REJECTED_COLUMNS
-from pipeline.checkpoint import FORMAT_VERSION, build_model, save_checkpoint
+from pipeline.checkpoint import Checkpoint, FoldEntry, build_model, save_checkpoint
 from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
 from tests import helpers
 from tests.helpers import compose_in
@@ -170,28 +170,28 @@ def write_checkpoint(
         torch.manual_seed(100 + fold)
         model = build_model(model_config)
         folds.append(
-            {
-                "state_dict": model.state_dict(),
-                "train_subjects": list(train_subjects),
-                "val_subjects": list(val_subjects),
-                "best_epoch": fold + 1,
-                "val_metrics": {"balanced_accuracy": 0.5},
-            }
+            FoldEntry(
+                state_dict=model.state_dict(),
+                train_subjects=tuple(train_subjects),
+                val_subjects=tuple(val_subjects),
+                best_epoch=fold + 1,
+                epochs_trained=fold + 3,
+                val_metrics={"val_bal_acc": 0.5},
+            )
         )
-    ckpt = {
-        "format_version": FORMAT_VERSION,
-        "classes": list(classes),
-        "model": copy.deepcopy(model_config),
-        "slice_mode": slice_mode,
-        "preprocessing": pp,
-        "preprocessing_hash": preprocessing_hash(pp),
-        "folds": folds,
-        "train_config": {"seed": 42, "model": model_config},
-        "data_name": "fake_dev",
-        "versions": {"torch": str(torch.__version__)},
-        "created": "2026-01-01T00:00:00+00:00",
-        "shuffle_labels": shuffle_labels,
-    }
+    ckpt = Checkpoint(
+        classes=tuple(classes),
+        network=copy.deepcopy(model_config),
+        slice_mode=slice_mode,
+        recipe=pp,
+        recipe_hash=preprocessing_hash(pp),
+        folds=tuple(folds),
+        train_config={"seed": 42, "model": model_config},
+        data_name="fake_dev",
+        versions={"torch": str(torch.__version__)},
+        created="2026-01-01T00:00:00+00:00",
+        shuffle_labels=shuffle_labels,
+    )
     return save_checkpoint(path, ckpt)
 
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache import PROVENANCE, CacheError
-from pipeline.checkpoint import load_checkpoint
-from pipeline.config import preprocessing_config, preprocessing_hash
-from pipeline.evaluate.cohort import (
+from pipeline.apply.cohort import (
     LeakageError,
     build_config,
     check_overlap,
     prepare_cohort,
     recipe_cache_name,
 )
+from pipeline.cache import PROVENANCE, CacheError
+from pipeline.checkpoint import load_checkpoint
+from pipeline.config import preprocessing_config, preprocessing_hash
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_cache_of_another_recipe_is_kept_and_a_sibling_built(
     ckpt = load_checkpoint(fakes.write_checkpoint(tmp_path / "best.pt", fakes.conv_net()))
     cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'dicom'}")
     cohort = prepare_cohort(cfg, ckpt, log=lambda _: None)
-    expected = recipe_cache_name("held", ckpt["preprocessing_hash"])
+    expected = recipe_cache_name("held", ckpt.recipe_hash)
     assert cohort.directory.name == expected
     assert (other / PROVENANCE).read_text() == before
     # The second time the sibling is found and reused.
@@ -134,7 +134,7 @@ def test_build_config_carries_paths_and_resolves_data(tmp_path, fakes, evaluate_
     built = build_config(evaluate_cfg(), ckpt, "demo_heldout")
     assert built.paths.cache == str(tmp_path / "cache")
     assert built.data.root == str(tmp_path / "data" / "demo" / "heldout" / "dicom")
-    assert preprocessing_hash(built) == ckpt["preprocessing_hash"]
+    assert preprocessing_hash(built) == ckpt.recipe_hash
 
 
 def test_leakage_guard_lists_the_shared_subjects(tmp_path, fakes) -> None:

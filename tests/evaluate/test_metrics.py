@@ -19,7 +19,7 @@ from sklearn.metrics import (
 from pipeline.evaluate.bootstrap import weighted_confusion
 from pipeline.evaluate.calibration import expected_calibration_error, reliability_table
 from pipeline.evaluate.metrics import compute_metrics, confusion_rates
-from pipeline.evaluate.outputs import jsonable, write_metrics_json
+from pipeline.utils.jsonable import jsonable, write_strict_json
 
 CLASSES = ["CN", "MCI", "AD"]
 
@@ -118,7 +118,8 @@ def test_absent_class_gives_undefined_values_not_zeros(tmp_path) -> None:
     assert m["auc_macro"] == pytest.approx(
         np.mean([m["per_class"][c]["auc"] for c in ("CN", "MCI")])
     )
-    path = write_metrics_json(tmp_path / "metrics.json", m)
+    path = tmp_path / "metrics.json"
+    write_strict_json(path, m)
 
     def no_nan(token: str) -> None:
         raise AssertionError(f"non-standard JSON constant {token}")

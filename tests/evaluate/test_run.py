@@ -20,8 +20,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from pipeline.apply import LeakageError
 from pipeline.cache import read_table
-from pipeline.evaluate.cohort import LeakageError
 from pipeline.evaluate.run import EvaluationError, evaluate
 
 REJECTED = [

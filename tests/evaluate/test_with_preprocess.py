@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.apply import LeakageError
 from pipeline.cache import read_table
-from pipeline.evaluate.errors import LeakageError
 from pipeline.evaluate.run import evaluate
 from pipeline.predict import predict
 

@@ -74,12 +74,12 @@ def test_train_and_evaluate_notebook(tmp_path, run_notebook, nbtools) -> None:
     # A trained checkpoint under RUNS_DIR, from the notebook's own small development cohort.
     (run_dir,) = (runs / "notebook").iterdir()
     ckpt = load_checkpoint(run_dir / "train" / "checkpoints" / "best.pt")
-    assert ckpt["data_name"] == "demo_dev" and ckpt["preprocessing"]["normalize"]["size"] == 64
+    assert ckpt.data_name == "demo_dev" and ckpt.recipe["normalize"]["size"] == 64
     assert "subjects in both train and validation: 0" in text
 
     # The held-out cohort was preprocessed by evaluate, with the checkpoint's recipe.
     heldout = load_cohort(tmp_path / "cache" / "demo_heldout")
-    assert heldout.preprocessing_hash == ckpt["preprocessing_hash"]
+    assert heldout.preprocessing_hash == ckpt.recipe_hash
     assert (run_dir / "evaluate" / "report.html").is_file()
     assert "Balanced accuracy" in text and "held-out subjects: balanced accuracy" in text
     predictions = read_table(run_dir / "evaluate" / "predictions.csv")
@@ -88,8 +88,8 @@ def test_train_and_evaluate_notebook(tmp_path, run_notebook, nbtools) -> None:
     # The leakage guard refused the development cohort, which is left as it was.
     assert "Refused, as it should be:" in text and "NOT refused" not in text
     dev = load_cohort(tmp_path / "cache" / "demo_dev")
-    assert set(dev.manifest["subject_id"]) == set(ckpt["folds"][0]["train_subjects"]) | set(
-        ckpt["folds"][0]["val_subjects"]
+    assert set(dev.manifest["subject_id"]) == set(ckpt.folds[0].train_subjects) | set(
+        ckpt.folds[0].val_subjects
     )
     assert not (run_dir / "leakage_check" / "metrics.json").exists()
 

@@ -17,8 +17,8 @@ def test_ddp_spawn_with_two_cpu_processes(tmp_path, train_cfg, fake_cache, quick
     fake_cache(cfg, n_subjects=32)
     result = train(cfg, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run")
-    assert result.checkpoint is not None and len(ckpt["folds"]) == 1
-    assert ckpt["train_config"]["trainer"]["strategy"] == "ddp_spawn"
+    assert result.checkpoint is not None and len(ckpt.folds) == 1
+    assert ckpt.train_config["trainer"]["strategy"] == "ddp_spawn"
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert metrics["epoch"].tolist() == [0, 1]  # written once (rank 0), not once per process
     assert metrics["val_bal_acc"].between(0, 1).all()

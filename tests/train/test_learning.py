@@ -104,6 +104,6 @@ def test_shuffled_labels_land_near_chance(tmp_path, train_cfg, fake_cache, quick
     assert abs(result.mean_val_bal_acc - 1 / 3) < 0.1, result.mean_val_bal_acc
     assert abs(per_epoch.mean() - 1 / 3) < 0.08, per_epoch.tolist()
     ckpt = load_checkpoint(tmp_path / "run")
-    assert ckpt["shuffle_labels"] is True
+    assert ckpt.shuffle_labels is True
     split = pd.read_csv(tmp_path / "run" / "split.csv")
     assert len(split) == 180

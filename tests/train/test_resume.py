@@ -55,11 +55,11 @@ def test_resume_continues_and_matches_an_uninterrupted_run(
     resumed = pd.read_csv(tmp_path / "interrupted" / "metrics.csv")
     assert resumed["epoch"].tolist() == [0, 1, 2, 3]
     pd.testing.assert_frame_equal(straight, resumed)
-    a = load_checkpoint(tmp_path / "straight")["folds"][0]
-    b = load_checkpoint(tmp_path / "interrupted")["folds"][0]
-    assert a["best_epoch"] == b["best_epoch"]
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
+    a = load_checkpoint(tmp_path / "straight").folds[0]
+    b = load_checkpoint(tmp_path / "interrupted").folds[0]
+    assert a.best_epoch == b.best_epoch
+    for key, value in a.state_dict.items():
+        assert torch.equal(value, b.state_dict[key]), key
 
 
 def test_resume_of_a_finished_kfold_run_reuses_the_folds(
@@ -74,8 +74,8 @@ def test_resume_of_a_finished_kfold_run_reuses_the_folds(
     train(train_cfg("trainer.max_epochs=1", "train.folds=2", "train.resume=true"), tmp_path / "run")
     assert caplog.text.count("finished before the interruption") == 2
     again = load_checkpoint(tmp_path / "run")
-    for fa, fb in zip(first["folds"], again["folds"], strict=True):
-        assert torch.equal(fa["state_dict"]["0.conv.weight"], fb["state_dict"]["0.conv.weight"])
+    for fa, fb in zip(first.folds, again.folds, strict=True):
+        assert torch.equal(fa.state_dict["0.conv.weight"], fb.state_dict["0.conv.weight"])
 
 
 def test_ctrl_c_leaves_a_resumable_last_checkpoint(tmp_path, train_cfg, fake_cache) -> None:
@@ -116,4 +116,4 @@ def test_ctrl_c_leaves_a_resumable_last_checkpoint(tmp_path, train_cfg, fake_cac
     train(resumed, run)
     metrics = pd.read_csv(run / "metrics.csv")
     assert metrics["epoch"].tolist() == list(range(epoch + 2))
-    assert load_checkpoint(run)["folds"][0]["epochs_trained"] == epoch + 2
+    assert load_checkpoint(run).folds[0].epochs_trained == epoch + 2

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from pipeline.cache import load_cohort
-from pipeline.checkpoint import build_models, load_checkpoint, trained_subjects, validate_checkpoint
+from pipeline.checkpoint import Checkpoint, build_models, load_checkpoint
 from pipeline.config import preprocessing_hash
+from pipeline.decision import ArgmaxRule
 from pipeline.inference import ensemble_probabilities
 from pipeline.train import NonFiniteLossError, TrainError, train
 from pipeline.train.module import StageClassifier
@@ -45,40 +46,39 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     assert metrics["epoch"].tolist() == [0, 1]
     assert {"train_loss", "val_loss", "val_bal_acc", "val_auc", "lr"} <= set(metrics.columns)
 
-    raw = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
-    validate_checkpoint(raw)
+    raw = Checkpoint.from_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True))
     assert result.checkpoint == run / "checkpoints" / "best.pt"
-    assert raw["classes"] == ["CN", "MCI", "AD"]
-    assert raw["slice_mode"] == "channels"
-    assert raw["model"]["_target_"] == "pipeline.models.SimpleCNN"
-    assert raw["model"]["in_channels"] == 3 and raw["model"]["num_classes"] == 3
-    assert raw["preprocessing_hash"] == preprocessing_hash(cfg)
+    assert raw.classes == ("CN", "MCI", "AD")
+    assert raw.slice_mode == "channels" and raw.decision == ArgmaxRule()
+    assert raw.network["_target_"] == "pipeline.models.SimpleCNN"
+    assert raw.network["in_channels"] == 3 and raw.network["num_classes"] == 3
+    assert raw.recipe_hash == preprocessing_hash(cfg)
     assert (
-        raw["preprocessing_hash"]
+        raw.recipe_hash
         == json.loads((cache / "provenance.json").read_text())["preprocessing_hash"]
     )
-    assert raw["preprocessing"]["normalize"]["size"] == 32
-    assert raw["data_name"] == "fake" and "torch" in raw["versions"]
-    assert raw["train_config"]["train"]["lr"] == cfg.train.lr
-    assert len(raw["folds"]) == 1
-    fold = raw["folds"][0]
-    assert fold["best_epoch"] in (0, 1)
-    assert set(fold["val_metrics"]) >= {"val_bal_acc", "val_loss"}
+    assert raw.recipe["normalize"]["size"] == 32
+    assert raw.data_name == "fake" and "torch" in raw.versions
+    assert raw.train_config["train"]["lr"] == cfg.train.lr
+    assert len(raw.folds) == 1
+    fold = raw.folds[0]
+    assert fold.best_epoch in (0, 1)
+    assert set(fold.val_metrics) >= {"val_bal_acc", "val_loss"}
 
     split = pd.read_csv(run / "split.csv", dtype={"subject_id": str})
     assert list(split.columns) == ["subject_id", "fold", "role"]
-    assert sorted(split.loc[split.role == "train", "subject_id"]) == fold["train_subjects"]
-    assert sorted(split.loc[split.role == "val", "subject_id"]) == fold["val_subjects"]
-    assert not set(fold["train_subjects"]) & set(fold["val_subjects"])
+    assert sorted(split.loc[split.role == "train", "subject_id"]) == list(fold.train_subjects)
+    assert sorted(split.loc[split.role == "val", "subject_id"]) == list(fold.val_subjects)
+    assert not set(fold.train_subjects) & set(fold.val_subjects)
     cohort = load_cohort(cache)
-    assert trained_subjects(raw) == set(cohort.manifest["subject_id"])
-    in_val = cohort.manifest["subject_id"].isin(fold["val_subjects"])
+    assert raw.subjects_seen() == set(cohort.manifest["subject_id"])
+    in_val = cohort.manifest["subject_id"].isin(fold.val_subjects)
     assert (in_val.groupby(cohort.manifest["subject_id"]).nunique() == 1).all()  # sessions together
 
     # evaluate's path: rebuild the network from the file alone and predict
     ckpt = load_checkpoint(run)
     probs, per_model = ensemble_probabilities(
-        build_models(ckpt), cohort.images, ckpt["slice_mode"], device="cpu"
+        build_models(ckpt), cohort.images, ckpt.slice_mode, device="cpu"
     )
     assert probs.shape == (60, 3) and len(per_model) == 1
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
@@ -95,17 +95,17 @@ def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_
     run = tmp_path / "run"
     result = train(cfg, run)
     ckpt = load_checkpoint(run / "checkpoints" / "best.pt")
-    assert len(ckpt["folds"]) == 3 and len(result.folds) == 3
-    val_sets = [set(f["val_subjects"]) for f in ckpt["folds"]]
+    assert len(ckpt.folds) == 3 and len(result.folds) == 3
+    val_sets = [set(f.val_subjects) for f in ckpt.folds]
     assert set.union(*val_sets) == {f"sub-{i:03d}" for i in range(30)}
     assert sum(len(v) for v in val_sets) == 30
-    for f in ckpt["folds"]:
-        assert not set(f["train_subjects"]) & set(f["val_subjects"])
+    for f in ckpt.folds:
+        assert not set(f.train_subjects) & set(f.val_subjects)
     for i in range(3):
         assert (run / f"fold_{i}" / "checkpoints" / "best.ckpt").is_file()
     metrics = pd.read_csv(run / "metrics.csv")
     assert sorted(metrics["fold"].unique()) == [0, 1, 2]
-    weights = [f["state_dict"]["0.conv.weight"] for f in ckpt["folds"]]
+    weights = [f.state_dict["0.conv.weight"] for f in ckpt.folds]
     assert not torch.equal(weights[0], weights[1])
 
 
@@ -116,7 +116,7 @@ def test_slices_mode_trains_a_one_channel_model(
     cache = fake_cache(cfg, n_subjects=24)
     train(cfg, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run")
-    assert ckpt["slice_mode"] == "slices" and ckpt["model"]["in_channels"] == 1
+    assert ckpt.slice_mode == "slices" and ckpt.network["in_channels"] == 1
     probs, _ = ensemble_probabilities(
         build_models(ckpt), load_cohort(cache).images, "slices", device="cpu"
     )
@@ -132,7 +132,7 @@ def test_split_file_is_reused(tmp_path, train_cfg, fake_cache, quick_freeze) -> 
     )
     train(other, tmp_path / "second")
     a, b = load_checkpoint(tmp_path / "first"), load_checkpoint(tmp_path / "second")
-    assert a["folds"][0]["val_subjects"] == b["folds"][0]["val_subjects"]
+    assert a.folds[0].val_subjects == b.folds[0].val_subjects
 
 
 def test_run_folder_is_not_overwritten(tmp_path, train_cfg, fake_cache, quick_freeze) -> None:

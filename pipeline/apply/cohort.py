@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.apply.errors import LeakageError
 from pipeline.cache import (
     PROVENANCE,
     CacheError,
@@ -22,9 +23,8 @@ from pipeline.cache import (
     is_complete,
     load_cohort,
 )
-from pipeline.checkpoint import trained_subjects
+from pipeline.checkpoint import Checkpoint
 from pipeline.config import CONF_DIR, PREPROCESSING_KEYS, to_container
-from pipeline.evaluate.errors import LeakageError
 
 
 def recipe_cache_name(name: str, preprocessing_hash: str) -> str:
@@ -51,7 +51,7 @@ def _preprocess_section(cfg: DictConfig) -> dict[str, Any]:
     return to_container(OmegaConf.merge(defaults, override))
 
 
-def build_config(cfg: DictConfig, ckpt: dict[str, Any], name: str) -> DictConfig:
+def build_config(cfg: DictConfig, ckpt: Checkpoint, name: str) -> DictConfig:
     """The config that preprocesses ``cfg.data`` into cache ``name`` with the checkpoint's recipe.
 
     The labels table is validated against the model's classes plus any other ``data.classes``:
@@ -60,11 +60,11 @@ def build_config(cfg: DictConfig, ckpt: dict[str, Any], name: str) -> DictConfig
     """
     data = to_container(cfg.data)
     data["name"] = name
-    model_classes = [str(c) for c in ckpt["classes"]]
+    model_classes = list(ckpt.classes)
     data["classes"] = model_classes + [
         str(c) for c in data.get("classes") or () if str(c) not in model_classes
     ]
-    recipe = {key: ckpt["preprocessing"][key] for key in PREPROCESSING_KEYS}
+    recipe = {key: ckpt.recipe[key] for key in PREPROCESSING_KEYS}
     return OmegaConf.create(
         {
             "paths": to_container(cfg.paths),
@@ -92,7 +92,7 @@ def _other_source(directory: Path, root: str | None) -> str | None:
 
 
 def prepare_cohort(
-    cfg: DictConfig, ckpt: dict[str, Any], log: Callable[[str], None] = print
+    cfg: DictConfig, ckpt: Checkpoint, log: Callable[[str], None] = print
 ) -> PreprocessedCohort:
     """Open the held-out cache made with the checkpoint's recipe, preprocessing it if needed.
 
@@ -103,7 +103,7 @@ def prepare_cohort(
     is free, unfinished or of the same recipe, else into the sibling). ``preprocess.force=true``
     always preprocesses (incrementally: unchanged subjects are not decoded again).
     """
-    expected = str(ckpt["preprocessing_hash"])
+    expected = ckpt.recipe_hash
     cache_root = Path(str(cfg.paths.cache))
     name = str(cfg.data.name)
     root = OmegaConf.select(cfg, "data.root", default=None, throw_on_missing=False)
@@ -148,14 +148,14 @@ def prepare_cohort(
 
 
 def check_overlap(
-    subject_ids: Iterable[str], ckpt: dict[str, Any], allow_overlap: bool = False
+    subject_ids: Iterable[str], ckpt: Checkpoint, allow_overlap: bool = False
 ) -> list[str]:
     """Subjects of the cohort that the checkpoint trained or validated on (sorted).
 
     Raises :class:`LeakageError` listing them unless ``allow_overlap``: metrics on subjects a
     model has seen are optimistic and must never pass for an external validation.
     """
-    overlap = sorted(set(map(str, subject_ids)) & trained_subjects(ckpt))
+    overlap = sorted(set(map(str, subject_ids)) & ckpt.subjects_seen())
     if overlap and not allow_overlap:
         raise LeakageError(
             f"{len(overlap)} held-out subject(s) were used to train or validate this model: "
