@@ -7,15 +7,19 @@ date/time is kept only to order sessions and is never written anywhere.
 
 Two readers give the same :class:`HeaderValues`:
 
-- the common case (a classic little-endian Part 10 file) goes through :mod:`.dicom_raw`, which
-  keeps the raw bytes of the ~25 elements needed and stops at the pixel data (~15x faster than
-  a pydicom parse: the header of every file of a cohort is read);
-- everything else (enhanced MR, big endian, deflated, no preamble, a Modality LUT Sequence,
-  anything malformed) is read by pydicom with ``stop_before_pixels``, ``specific_tags`` and
-  ``defer_size`` (big private blocks are skipped, not read).
+- the common case (a classic little-endian Part 10 file, implicit or explicit VR, whatever its
+  file meta claims, deflated or not) goes through :mod:`.dicom_raw`, which keeps the raw bytes
+  of the ~25 elements needed and stops at the pixel data (~15x faster than a pydicom parse: the
+  header of every file of a cohort is read);
+- everything else (enhanced MR, big endian, no preamble or no file meta, a Modality LUT
+  Sequence, anything malformed) is read by pydicom with ``stop_before_pixels``,
+  ``specific_tags`` and ``defer_size`` (big private blocks are skipped, not read).
 
 Either way, the pixel data element's extent is checked against the file size, so a truncated file
-is rejected here, with the reason, instead of failing later in a decoder.
+is rejected here, with the reason, instead of failing later in a decoder; a file whose pixels
+pydicom cannot decode straight from the file says how to reach them
+(``FrameHeader.full_read_syntax``), and one whose codec is unknown (compressed data without a
+file meta) is rejected here too.
 """
 
 from __future__ import annotations
@@ -291,7 +295,11 @@ def _check_image(values: HeaderValues) -> int:
     if not (values.has("Rows") and values.has("Columns")):
         if "Image Storage" in sop_class.name:
             raise DicomFileError(f"{sop_class.name} file without Rows/Columns (header cut short?)")
-        raise NotDicomImageError(f"not an image ({sop_class.name or 'unknown SOP class'})")
+        if not sop_class:  # every DICOM object names its SOP Class: a header read as garbage
+            raise DicomFileError(
+                "DICOM file whose header names no SOP Class and no image (damaged header?)"
+            )
+        raise NotDicomImageError(f"not an image ({sop_class.name})")
     return max(values.integer("NumberOfFrames") or 1, 1)
 
 
@@ -488,6 +496,11 @@ def _read_with_pydicom(fh: BinaryIO, path: Path, file_size: int) -> list[FrameHe
     n_frames = _check_image(values)
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and not UID(syntax).is_transfer_syntax:
+        raise DicomFileError(
+            "the file meta names no transfer syntax pydicom knows, so the pixels cannot be "
+            "decoded (a damaged file meta, or a private syntax)"
+        )
     if syntax is not None and UID(syntax).is_deflated:
         stream, size, (length, start), implicit = _inflated_pixel_data(fh)
     else:

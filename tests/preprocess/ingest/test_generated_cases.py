@@ -208,6 +208,31 @@ def test_file_cut_inside_its_header_is_rejected(tmp_path, dicom_writer, truth_vo
     assert "gap" in reasons(result, "series")[0]  # the hole it leaves is reported too
 
 
+def _flip_transfer_syntax_length(data: bytes) -> bytes:
+    flipped = bytearray(data)
+    flipped[data.find(b"\x02\x00\x10\x00UI") + 6] ^= 0x5A  # the UID swallows what follows
+    return bytes(flipped)
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (_flip_transfer_syntax_length, "the file meta names no transfer syntax pydicom knows"),
+        (lambda data: data[:132] + bytes(range(7, 250)) * 16, "names no SOP Class and no image"),
+    ],
+    ids=["transfer-syntax-length", "garbage-after-preamble"],
+)
+def test_damaged_header_after_the_preamble_is_a_file_rejection(
+    tmp_path, dicom_writer, truth_volume, series_cfg, damage, says
+):
+    paths = dicom_writer.series(tmp_path / "S1", truth_volume)
+    paths[3].write_bytes(damage(paths[3].read_bytes()))
+    result = scan(tmp_path / "S1", series_cfg)
+    [bad] = [r for r in result.rejections if r.level == "file"]
+    assert bad.path.endswith(paths[3].name) and says in bad.reason
+    assert result.n_non_dicom == 0
+
+
 def test_43_slice_series_rejected_when_44_expected(tmp_path, dicom_writer, series_cfg):
     volume = dicom_writer.make_volume(n=43, rows=8, cols=8)
     dicom_writer.series(tmp_path / "S1", volume)
