@@ -46,6 +46,17 @@ def relative_path(path: str | os.PathLike[str], root: str | os.PathLike[str]) ->
     return text.replace(os.sep, "/")
 
 
+def relative_reason(reason: str, root: str | os.PathLike[str]) -> str:
+    """``reason`` with every path under ``root`` written relative to it, as ``path`` is.
+
+    Library messages (nibabel's, the OS's) name files by their full path; a reason must not.
+    """
+    for prefix in {os.fspath(root), os.path.realpath(root)}:
+        prefix = prefix.rstrip(os.sep) + os.sep
+        reason = reason.replace(prefix, "")
+    return reason
+
+
 def discover_subjects(root: Path) -> tuple[list[tuple[str, Path]], list[Rejection]]:
     """Subject folders ``<root>/<subject_id>/`` and top-level ``<subject_id>.nii[.gz]`` files.
 

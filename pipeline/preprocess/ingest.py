@@ -22,7 +22,10 @@ What happens to a subject's files, and where each rule lives:
   (:mod:`.dicom_volume`, :mod:`.nifti`), then, format-free, given the slices of the output
   plane (:mod:`.series_select`, :mod:`.geometry`);
 - each session keeps one series by a stated rule; every other series, and every session or
-  subject left without a stack, gets a rejection row saying why.
+  subject left without a stack, gets a rejection row saying why. The other qualifying series
+  wait in :attr:`ScanResult.fallbacks`, for a chosen series that fails at decoding
+  (:mod:`.fallback`);
+- every reason names files relative to ``data.root``, as the ``path`` column does.
 
 Privacy: nothing returned holds a header name, ID, date or UID (UIDs are hashed).
 """
@@ -46,8 +49,10 @@ from pipeline.preprocess.discover import (
     discover_subjects,
     is_nifti,
     list_files,
+    relative_reason,
     source_fingerprint,
 )
+from pipeline.preprocess.fallback import Fallbacks
 from pipeline.preprocess.nifti import NiftiReader
 from pipeline.preprocess.options import IngestContext, SeriesOptions
 from pipeline.preprocess.series_select import (
@@ -84,6 +89,8 @@ class ScanResult:
     rejections: list[Rejection] = field(default_factory=list)
     n_files: int = 0  # files looked at
     n_non_dicom: int = 0  # not DICOM images (text, .DS_Store, DICOMDIR, reports): counted only
+    # The qualifying series not chosen, for a session whose chosen series fails at decoding.
+    fallbacks: Fallbacks = field(default_factory=lambda: Fallbacks("first"))
 
 
 @dataclass
@@ -108,8 +115,11 @@ def _take_inventory(files: list[Path]) -> _Inventory:
         except NotDicomImageError:
             inventory.n_non_dicom += 1
             continue
-        except (DicomFileError, OSError) as err:
+        except DicomFileError as err:
             inventory.bad_files.append((path, str(err)))
+            continue
+        except OSError as err:  # its message would name the file by its full path
+            inventory.bad_files.append((path, f"cannot be read ({err.strerror or err})"))
             continue
         original = first_copy.get(frames[0].instance_key)
         if original is not None:
@@ -194,10 +204,15 @@ def scan_subject(
     subject = _Subject(subject_id, Path(subject_dir), context)
     files = list_files(subject.folder)
     inventory = _take_inventory(files)
-    result = ScanResult(n_files=len(files), n_non_dicom=inventory.n_non_dicom)
+    result = ScanResult(
+        n_files=len(files),
+        n_non_dicom=inventory.n_non_dicom,
+        fallbacks=Fallbacks(context.series.prefer),
+    )
     result.rejections += _file_rejections(subject, inventory)
     found = _read_series(subject, inventory, sessions, result.rejections)
     _choose_per_session(subject, found, result)
+    result.rejections = _relative_reasons(result.rejections, context.root)
     if not result.stacks:
         result.rejections.append(
             subject.reject("", [subject.folder], "subject", _no_stack_reason(result, inventory))
@@ -272,14 +287,27 @@ def _choose_per_session(subject: _Subject, found: _Sessions, result: ScanResult)
                 subject.reject(session, found.paths[session], "session", str(err))
             )
             continue
-        result.stacks.append(_for_session(chosen.stack, subject.subject_id, session))
-        result.rejections += [
-            subject.reject(session, other.paths, "series", reason) for other, reason in others
-        ]
+        chosen = _for_session(chosen, subject.subject_id, session)
+        result.stacks.append(chosen.stack)
+        result.fallbacks.add(chosen, series_location(chosen.paths, subject.context.root))
+        for other, reason in others:
+            row = subject.reject(session, other.paths, "series", reason)
+            result.rejections.append(row)
+            result.fallbacks.add(_for_session(other, subject.subject_id, session), row.path, row)
 
 
-def _for_session(stack: SliceStack, subject_id: str, session: str) -> SliceStack:
-    return dataclasses.replace(stack, subject_id=subject_id, session_id=session)
+def _for_session(candidate: Candidate, subject_id: str, session: str) -> Candidate:
+    stack = dataclasses.replace(candidate.stack, subject_id=subject_id, session_id=session)
+    return dataclasses.replace(candidate, stack=stack)
+
+
+def _relative_reasons(rows: list[Rejection], root: Path) -> list[Rejection]:
+    """Library messages in reasons name files relative to ``data.root``, as ``path`` does."""
+    out = []
+    for row in rows:
+        reason = relative_reason(row.reason, root)
+        out.append(row if reason == row.reason else dataclasses.replace(row, reason=reason))
+    return out
 
 
 def _no_stack_reason(result: ScanResult, inventory: _Inventory) -> str:

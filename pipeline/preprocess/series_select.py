@@ -169,10 +169,15 @@ def choose(
 
     ranked = sorted(candidates, key=rank)
     chosen = ranked[0]
+    reason = not_chosen_reason(chosen, prefer)
+    return chosen, [(c, reason) for c in ranked[1:]]
+
+
+def not_chosen_reason(chosen: Candidate, prefer: str) -> str:
+    """Why a qualifying series was not used, when ``chosen`` was."""
     label = f"SeriesNumber {chosen.series_number}" if chosen.series_number is not None else "series"
-    reason = (
+    return (
         f"another qualifying series of this session was used ({label} {chosen.stack.description!r},"
         f" hash {chosen.stack.series_hash}); rule: original before derived, then "
         f"series.prefer={prefer} by SeriesNumber. Set series.description_include to pick another"
     )
-    return chosen, [(c, reason) for c in ranked[1:]]

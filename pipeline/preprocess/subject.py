@@ -3,7 +3,8 @@
 :func:`process_subject` runs inside a worker process. It writes the subject's result file
 itself (see :mod:`pipeline.preprocess.results`) and returns only the small JSON record, so no
 pixel array crosses a process boundary. Any failure is turned into a rejection row naming the
-subject and the reason: one bad subject never stops a cohort.
+subject and the reason: one bad subject never stops a cohort. A session whose chosen series
+fails at decoding tries its next qualifying series first (:func:`extract_session`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.preprocess.discover import relative_path
+from pipeline.preprocess.discover import relative_path, relative_reason
 from pipeline.preprocess.ingest import IngestContext, ScanResult, scan_subject
+from pipeline.preprocess.pixels import SliceReadError
 from pipeline.preprocess.results import ResultStore, SubjectTask
 from pipeline.preprocess.slices import choose_slices
 from pipeline.preprocess.stack import Rejection, SliceStack
@@ -75,6 +77,61 @@ def normalize_stack(
     indices = choose_slices(stack.positions_mm, read, recipe["slices"])
     pixels = normalizer(read(indices), stack.pixel_spacing_mm)
     return pixels, stack_record(stack, indices)
+
+
+def extraction_failure(
+    stack: SliceStack, exc: Exception, where: str, root: Path
+) -> list[Rejection]:
+    """The rows saying why ``stack`` (its series at ``where``) gave no slices.
+
+    A file that cannot be decoded gets a file row of its own, named relative to ``data.root``.
+    """
+    rows = []
+    reason = relative_reason(str(exc), root)
+    if isinstance(exc, SliceReadError):
+        reason = exc.reason(root)
+        rows.append(
+            Rejection(
+                stack.subject_id,
+                stack.session_id,
+                relative_path(exc.path, root),
+                "file",
+                f"pixels cannot be decoded ({exc.detail})",
+            )
+        )
+    level = "series" if where else "session"
+    rows.append(
+        Rejection(
+            stack.subject_id,
+            stack.session_id,
+            where,
+            level,
+            f"slices could not be extracted: {reason}",
+        )
+    )
+    return rows
+
+
+def extract_session(
+    scan: ScanResult,
+    stack: SliceStack,
+    recipe: Mapping[str, Any],
+    normalizer: SliceNormalizer,
+    root: Path,
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """A session's slices from its chosen series or, when that fails, its next qualifying one.
+
+    Every failure is added to ``scan.rejections``; None when no qualifying series gave slices.
+    """
+    current: SliceStack | None = stack
+    while current is not None:
+        try:
+            return normalize_stack(current, recipe, normalizer)
+        except Exception as exc:  # a corrupt pixel block, a too-short stack: try the next one
+            where = scan.fallbacks.location(current)
+            scan.rejections.extend(extraction_failure(current, exc, where, root))
+            current = scan.fallbacks.next_stack(current.session_id, scan.rejections)
+    return None
 
 
 def peak_rss_mb() -> float:
@@ -139,24 +196,23 @@ def process_subject(
     where = relative_path(Path(task.path), Path(root))
     try:
         scan = _scan(task, Path(root), recipe)
-        rejections.extend(scan.rejections)
         n_files, n_non_dicom = int(scan.n_files), int(scan.n_non_dicom)
         for stack in scan.stacks:
-            try:
-                pixels, record = normalize_stack(stack, recipe, normalizer)
-            except Exception as exc:  # a corrupt pixel block, a too-short stack: reject and go on
-                rejections.append(
+            extracted = extract_session(scan, stack, recipe, normalizer, Path(root))
+            if extracted is None:
+                scan.rejections.append(
                     Rejection(
                         stack.subject_id,
                         stack.session_id,
                         where,
                         "session",
-                        f"slices could not be extracted: {exc}",
+                        "no qualifying series gave usable slices (see the series rows)",
                     )
                 )
                 continue
-            images.append(pixels)
-            records.append(record)
+            images.append(extracted[0])
+            records.append(extracted[1])
+        rejections.extend(scan.rejections)
         if scan.stacks and not records:
             rejections.append(
                 Rejection(
@@ -175,7 +231,8 @@ def process_subject(
                 "",
                 where,
                 "subject",
-                f"could not be read: {type(exc).__name__}: {exc}",
+                f"could not be read: {type(exc).__name__}: "
+                f"{relative_reason(str(exc), root)}",
             )
         )
     record = {
