@@ -19,7 +19,8 @@ Either way, the pixel data element's extent is checked against the file size, so
 is rejected here, with the reason, instead of failing later in a decoder; a file whose pixels
 pydicom cannot decode straight from the file says how to reach them
 (``FrameHeader.full_read_syntax``), and one whose codec is unknown (compressed data without a
-file meta) is rejected here too.
+file meta) is rejected here too. What pydicom says while reading stays off the console
+(:mod:`.library_noise`); it is added to the reason of a rejected file.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import hashlib
 import math
 import os
 import struct
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +42,7 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from pipeline.preprocess import library_noise
 from pipeline.preprocess.dicom_raw import (
     NeedsPydicom,
     find_pixel_data,
@@ -349,7 +350,7 @@ def _check_fragments(fh: BinaryIO, value_start: int, file_size: int, endian: str
         _, offsets = parse_fragments(fh, endianness=endian)
     except (ValueError, struct.error) as err:
         raise DicomFileError(
-            f"compressed pixel data is corrupt ({err})"
+            f"compressed pixel data is corrupt ({library_noise.scrub(str(err))})"
         ) from err
     end = fh.tell()  # just after the Basic Offset Table when there are no fragments
     if offsets:
@@ -490,7 +491,7 @@ def _read_with_pydicom(fh: BinaryIO, path: Path, file_size: int) -> list[FrameHe
         )
     except Exception as err:  # pydicom raises many types for corrupt headers
         raise DicomFileError(
-            f"unreadable DICOM header ({type(err).__name__}: {err})"
+            f"unreadable DICOM header ({type(err).__name__}: {library_noise.scrub(str(err))})"
         ) from err
     values = HeaderValues.from_dataset(ds)
     n_frames = _check_image(values)
@@ -596,10 +597,13 @@ def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
     """The frames of one DICOM file, with their geometry and pixel encoding.
 
     Raises :class:`NotDicomImageError` for files that are not DICOM images (to be counted and
-    skipped) and :class:`DicomFileError` for DICOM files that are corrupt or truncated.
+    skipped) and :class:`DicomFileError` for DICOM files that are corrupt or truncated. What
+    pydicom says while reading goes to the debug log, and into the reason of a rejected file
+    (see :mod:`.library_noise`).
     """
     path = Path(path)
-    with open(path, "rb") as fh, warnings.catch_warnings():
-        # pydicom warns about odd values; the checks here report what matters, once, per file.
-        warnings.simplefilter("ignore")
-        return _read_frames(fh, path)
+    with library_noise.captured(str(path)) as noise, open(path, "rb") as fh:
+        try:
+            return _read_frames(fh, path)
+        except DicomFileError as err:
+            raise DicomFileError(noise.with_summary(str(err))) from err

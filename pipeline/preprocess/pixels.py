@@ -27,6 +27,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut, iter_pixels, pixel_array
 
+from pipeline.preprocess import library_noise
 from pipeline.preprocess.dicom_headers import FrameHeader
 from pipeline.preprocess.discover import relative_path
 
@@ -152,11 +153,15 @@ class DicomSliceReader:
             syntax[item.path] = item.full_read_syntax
         decoded: dict[tuple[Path, int | None], np.ndarray] = {}
         for path, frames in by_file.items():
-            try:
-                for frame, array in _decode_file(path, frames, syntax[path]).items():
-                    decoded[path, frame] = array
-            except Exception as err:  # decoders raise many types; the file is what matters
-                raise SliceReadError(path, f"{type(err).__name__}: {err}") from err
+            with library_noise.captured(str(path)) as noise:
+                try:
+                    for frame, array in _decode_file(path, frames, syntax[path]).items():
+                        decoded[path, frame] = array
+                except Exception as err:  # decoders raise many types; the file is what matters
+                    detail = noise.with_summary(
+                        f"{type(err).__name__}: {library_noise.scrub(str(err))}"
+                    )
+                    raise SliceReadError(path, detail) from err
         out = []
         for i in indices:
             item = self.slices[i]

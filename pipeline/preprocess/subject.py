@@ -4,7 +4,8 @@
 itself (see :mod:`pipeline.preprocess.results`) and returns only the small JSON record, so no
 pixel array crosses a process boundary. Any failure is turned into a rejection row naming the
 subject and the reason: one bad subject never stops a cohort. A session whose chosen series
-fails at decoding tries its next qualifying series first (:func:`extract_session`).
+fails at decoding tries its next qualifying series first (:func:`extract_session`). What the
+imaging libraries say goes to the debug log, not the console (:mod:`.library_noise`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.preprocess import library_noise
 from pipeline.preprocess.discover import relative_path, relative_reason
 from pipeline.preprocess.ingest import IngestContext, ScanResult, scan_subject
 from pipeline.preprocess.pixels import SliceReadError
@@ -87,7 +89,7 @@ def extraction_failure(
     A file that cannot be decoded gets a file row of its own, named relative to ``data.root``.
     """
     rows = []
-    reason = relative_reason(str(exc), root)
+    reason = relative_reason(library_noise.scrub(str(exc)), root)
     if isinstance(exc, SliceReadError):
         reason = exc.reason(root)
         rows.append(
@@ -175,6 +177,7 @@ def _scan(task: SubjectTask, root: Path, recipe: Mapping[str, Any]) -> ScanResul
     return scan_subject(task.subject_id, Path(task.path), context, sessions=task.sessions)
 
 
+@library_noise.routed()  # what the imaging libraries say goes to the debug log, not the console
 def process_subject(
     task: SubjectTask,
     root: str,
@@ -232,7 +235,7 @@ def process_subject(
                 where,
                 "subject",
                 f"could not be read: {type(exc).__name__}: "
-                f"{relative_reason(str(exc), root)}",
+                f"{relative_reason(library_noise.scrub(str(exc)), root)}",
             )
         )
     record = {

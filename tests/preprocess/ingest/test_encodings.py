@@ -64,7 +64,8 @@ def test_vr_encoding_is_sniffed_not_taken_from_the_file_meta(
 def test_bundled_file_with_a_misstated_vr_encoding_reads_like_pydicom(tmp_path, series_cfg):
     # SC_rgb_jpeg.dcm: the meta says JPEG Baseline (explicit VR), the dataset is implicit VR.
     path = bundled("SC_rgb_jpeg.dcm")
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    with pytest.warns(UserWarning, match="Expected explicit VR, but found implicit VR"):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
     [frame] = headers.read_frame_headers(path)
     assert (frame.rows, frame.cols, frame.photometric) == (ds.Rows, ds.Columns, "RGB")
     assert frame.full_read_syntax == ds.file_meta.TransferSyntaxUID
