@@ -91,14 +91,14 @@ def extraction_failure(
     rows = []
     reason = relative_reason(library_noise.scrub(str(exc)), root)
     if isinstance(exc, SliceReadError):
-        reason = exc.reason(root)
+        reason = relative_reason(exc.reason(root), root)
         rows.append(
             Rejection(
                 stack.subject_id,
                 stack.session_id,
                 relative_path(exc.path, root),
                 "file",
-                f"pixels cannot be decoded ({exc.detail})",
+                f"pixels cannot be decoded ({relative_reason(exc.detail, root)})",
             )
         )
     level = "series" if where else "session"
