@@ -33,6 +33,7 @@ from pipeline.synthetic.profiles import (
     SiteProfile,
     anatomy_model,
     site_profile,
+    site_settings,
     split_overrides,
 )
 from pipeline.synthetic.subject import DEFECTS, SubjectTask, generate_subject
@@ -91,7 +92,7 @@ class CohortPlan:
             "n_subjects": sum(1 for t in self.tasks if not t.defect),
             "class_mix": self.class_mix,
             "defects": self.defects,
-            "site": asdict(self.site),
+            "site": site_settings(self.site),
             "anatomy": asdict(self.model),
         }
 

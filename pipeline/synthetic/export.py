@@ -105,6 +105,7 @@ class Series:
     number: int
     instance_order: str  # how InstanceNumber runs through the geometric order
     localizer: bool = False
+    acquisition_type: str = "2D"  # MRAcquisitionType: "2D" (thick slices) or "3D" (a volume)
 
 
 def instance_numbers(n: int, order: str) -> np.ndarray:
@@ -164,7 +165,7 @@ def _series_dataset(series: Series, who: Identity, scanner: ScannerInfo, study_u
     ds.PatientAge = f"{who.age_years:03d}Y"
     ds.ScanningSequence = ["GR", "IR"]
     ds.SequenceVariant = ["SP", "MP"]
-    ds.MRAcquisitionType = "2D"
+    ds.MRAcquisitionType = series.acquisition_type
     ds.SliceThickness = _ds(geo.thickness)
     ds.RepetitionTime = _ds(1900.0 if not series.localizer else 8.6)
     ds.EchoTime = _ds(2.5 if not series.localizer else 4.0)
@@ -227,6 +228,82 @@ def write_series(series: Series, folder: Path, file_names: Sequence[str], *, who
     return paths
 
 
+#: Per-frame elements of a classic file that an enhanced file keeps in its functional groups.
+_CLASSIC_GEOMETRY = ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "RescaleSlope",
+                     "RescaleIntercept", "RescaleType")
+
+
+def _functional_groups(series: Series) -> tuple[Dataset, list[Dataset]]:
+    """The shared and per-frame functional groups of an enhanced MR file (geometric order)."""
+    geo, acq = series.geometry, series.acquisition
+    measures, orientation, transform = Dataset(), Dataset(), Dataset()
+    measures.PixelSpacing = _ds(geo.pixel_spacing)
+    measures.SliceThickness = _ds(geo.thickness)
+    orientation.ImageOrientationPatient = _ds(np.r_[geo.row_dirs[0], geo.col_dirs[0]])
+    transform.RescaleIntercept = _ds(acq.rescale_intercept)
+    transform.RescaleSlope = _ds(acq.rescale_slope)
+    transform.RescaleType = "US"
+    shared = Dataset()
+    shared.PixelMeasuresSequence = [measures]
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelValueTransformationSequence = [transform]
+    per_frame = []
+    for k in range(geo.n_slices):
+        position, item = Dataset(), Dataset()
+        position.ImagePositionPatient = _ds(geo.origins[k])
+        item.PlanePositionSequence = [position]
+        per_frame.append(item)
+    return shared, per_frame
+
+
+def write_enhanced(series: Series, path: Path, *, who: Identity, scanner: ScannerInfo,
+                   study_uid: str, frame_uid: str, series_uid: str,
+                   transfer_syntax: str) -> Path:
+    """Write the series as one Enhanced MR Image Storage file, frames in ``instance_order``
+    (geometry in the shared and per-frame functional groups, as scanners export 3D volumes)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = _series_dataset(series, who, scanner, study_uid, frame_uid, series_uid)
+    for keyword in _CLASSIC_GEOMETRY:
+        if keyword in ds:
+            delattr(ds, keyword)
+    ds.SOPClassUID = pydicom.uid.EnhancedMRImageStorage
+    ds.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, series_uid])
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = 1
+    shared, per_frame = _functional_groups(series)
+    order = np.argsort(instance_numbers(series.geometry.n_slices, series.instance_order))
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.PerFrameFunctionalGroupsSequence = [per_frame[k] for k in order]
+    ds.NumberOfFrames = len(order)
+    set_pixel_data(ds, series.pixels[order], transfer_syntax_uid(transfer_syntax),
+                   encoding_plugin="pylibjpeg")
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_nifti(series: Series, path: Path) -> Path:
+    """Write the series as a NIfTI volume: stored values with scl_slope/inter, qform = sform =
+    the scanner affine (stored as (rows, cols, slices), the layout of nibabel.nicom)."""
+    import nibabel as nib
+
+    geo, acq = series.geometry, series.acquisition
+    lps = np.eye(4)
+    lps[:3, 0] = geo.col_dirs[0] * geo.pixel_spacing[0]
+    lps[:3, 1] = geo.row_dirs[0] * geo.pixel_spacing[1]
+    lps[:3, 2] = (geo.origins[-1] - geo.origins[0]) / max(geo.n_slices - 1, 1)
+    lps[:3, 3] = geo.origins[0]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    image = nib.Nifti1Image(np.moveaxis(series.pixels, 0, -1), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_slope_inter(acq.rescale_slope, acq.rescale_intercept)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, path)
+    return path
+
+
 def set_pixel_data(ds: Dataset, pixels: np.ndarray, transfer_syntax: str,
                    encoding_plugin: str = "") -> None:
     """Store ``pixels`` (rows, cols) in ``ds`` with ``transfer_syntax``, compressing if it is a
@@ -235,7 +312,8 @@ def set_pixel_data(ds: Dataset, pixels: np.ndarray, transfer_syntax: str,
     pixels = np.ascontiguousarray(pixels)
     if syntax.is_compressed:
         ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-        ds.compress(syntax, pixels, encoding_plugin=encoding_plugin)
+        # Keep the SOPInstanceUID drawn from the subject's seed (pydicom makes a random one).
+        ds.compress(syntax, pixels, encoding_plugin=encoding_plugin, generate_instance_uid=False)
     else:
         ds.file_meta.TransferSyntaxUID = syntax
         ds.PixelData = pixels.astype(f"<{pixels.dtype.char}").tobytes()

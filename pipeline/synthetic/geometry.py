@@ -162,3 +162,36 @@ def three_plane_localizer(*, centre: np.ndarray, size: int = 256, pixel_mm: floa
         pixel_spacing=spacing,
         thickness=thickness_mm,
     )
+
+
+def sagittal_volume(*, centre: np.ndarray, n_slices: int, spacing_mm: float,
+                    thickness_mm: float, rows: int, cols: int, pixel_mm: float,
+                    tilt_deg: float = 0.0, mirrored: bool = False) -> SliceGeometry:
+    """A 3D sagittal slab (contiguous frames) centred on ``centre`` (LPS), as an MP-RAGE is.
+
+    Frames run from the patient's right to left; in each, columns run anterior to posterior and
+    rows head to feet (the usual export). ``tilt_deg`` rotates the slab about the front-back
+    axis (an oblique sagittal); ``mirrored`` flips the column direction (posterior to
+    anterior), as some exports of feet-first patients do.
+    """
+    t = np.deg2rad(tilt_deg)
+    tilt = np.array([[np.cos(t), 0.0, np.sin(t)], [0.0, 1.0, 0.0], [-np.sin(t), 0.0, np.cos(t)]])
+    row_dir = tilt @ np.array([0.0, 1.0, 0.0])  # across the columns: posterior
+    col_dir = tilt @ np.array([0.0, 0.0, -1.0])  # down the rows: the feet
+    left = tilt @ np.array([1.0, 0.0, 0.0])
+    if mirrored:
+        row_dir = -row_dir
+    spacing = (pixel_mm, pixel_mm)
+    offsets = (np.arange(n_slices) - 0.5 * (n_slices - 1)) * spacing_mm
+    origins = np.stack(
+        [_plane_origin(centre + o * left, row_dir, col_dir, rows, cols, spacing) for o in offsets]
+    )
+    return SliceGeometry(
+        origins=np.round(origins, ORIGIN_DECIMALS),
+        row_dirs=np.tile(np.round(row_dir, DIRECTION_DECIMALS), (n_slices, 1)),
+        col_dirs=np.tile(np.round(col_dir, DIRECTION_DECIMALS), (n_slices, 1)),
+        rows=rows,
+        cols=cols,
+        pixel_spacing=spacing,
+        thickness=thickness_mm,
+    )

@@ -60,6 +60,32 @@ class SiteProfile:
     extension: Mapping[str, float]  # file extension -> weight ("" for none)
     p_localizer: float
     p_stray_file: float
+    # Optional acquisition/export variants (data/README.md). At their defaults they are left
+    # out of a cohort's settings, so the demo cohorts keep their stamps and bytes.
+    acquisition: str = "axial_2d"  # axial_2d | sagittal_3d (a 3D volume, sagittal frames)
+    multiframe: bool = False  # sagittal_3d: one enhanced MR multi-frame file, not one per slice
+    file_format: str = "dicom"  # dicom | nifti (the volume as <subject>/<description>.nii.gz)
+
+
+#: SiteProfile fields with defaults: optional in profile files and left out of settings when
+#: at their default.
+OPTIONAL_SITE_FIELDS = {
+    f.name: f.default
+    for f in dataclasses.fields(SiteProfile)
+    if f.default is not dataclasses.MISSING
+}
+ACQUISITIONS = ("axial_2d", "sagittal_3d")
+FILE_FORMATS = ("dicom", "nifti")
+
+
+def site_settings(profile: SiteProfile) -> dict[str, Any]:
+    """The profile's values that decide a cohort's content (optional ones only when changed)."""
+    values = dataclasses.asdict(profile)
+    return {
+        k: v
+        for k, v in values.items()
+        if k not in OPTIONAL_SITE_FIELDS or v != OPTIONAL_SITE_FIELDS[k]
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +127,9 @@ def _freeze(value: Any) -> Any:
 
 def _build(cls: type, values: Mapping[str, Any], source: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
+    optional = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
     unknown = sorted(set(values) - names)
-    missing = sorted(names - set(values))
+    missing = sorted(names - set(values) - optional)
     if unknown or missing:
         raise ValueError(f"{source}: unknown keys {unknown}, missing keys {missing}")
     return cls(**{k: _freeze(v) for k, v in values.items()})
@@ -177,6 +204,12 @@ def _check_site(p: SiteProfile) -> None:
     check_weights("transfer_syntax", p.transfer_syntax)
     for keyword in p.transfer_syntax:
         transfer_syntax_uid(keyword)
+    if p.acquisition not in ACQUISITIONS:
+        raise ValueError(f"site {p.name}: acquisition {p.acquisition!r} not in {ACQUISITIONS}")
+    if p.file_format not in FILE_FORMATS:
+        raise ValueError(f"site {p.name}: file_format {p.file_format!r} not in {FILE_FORMATS}")
+    if p.multiframe and p.acquisition != "sagittal_3d":
+        raise ValueError(f"site {p.name}: multiframe needs acquisition sagittal_3d")
     if p.n_slices < 3:
         raise ValueError(f"site {p.name}: n_slices must be >= 3")
     if not p.matrix:

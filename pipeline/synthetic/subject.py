@@ -25,6 +25,8 @@ from pipeline.synthetic.export import (
     folder_plan,
     make_identity,
     stray_file,
+    write_enhanced,
+    write_nifti,
     write_series,
 )
 from pipeline.synthetic.geometry import (
@@ -32,6 +34,7 @@ from pipeline.synthetic.geometry import (
     SliceGeometry,
     axial_stack,
     rotation_matrix,
+    sagittal_volume,
     three_plane_localizer,
 )
 from pipeline.synthetic.profiles import AnatomyModel, SiteProfile
@@ -173,6 +176,10 @@ def place_stack(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
     feet_first = bool(rng.random() < site.p_feet_first)
     offset = _uniform(rng, (-site.stack_offset_mm, site.stack_offset_mm))
     shift = np.r_[rng.normal(0.0, site.fov_shift_mm, size=2), 0.0]
+    if site.acquisition == "sagittal_3d":
+        return _place_sagittal(atlas, anatomy, site, spacing=spacing, thickness=thickness,
+                               rows=rows, cols=cols, pixel=pixel, tilt=tilt,
+                               feet_first=feet_first, offset=offset, shift=shift)
 
     t = np.deg2rad(tilt)
     up = np.array([0.0, -np.sin(t), np.cos(t)])
@@ -188,6 +195,48 @@ def place_stack(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
     up = normal if normal[2] > 0 else -normal
     return Placement(geometry=geometry, up=up, feet_first=feet_first, tilt_deg=tilt,
                      brain_low_mm=low, brain_high_mm=high, stack_offset_mm=offset)
+
+
+def _place_sagittal(atlas: Atlas, anatomy: Anatomy, site: SiteProfile, *, spacing: float,
+                    thickness: float, rows: int, cols: int, pixel: float, tilt: float,
+                    feet_first: bool, offset: float, shift: np.ndarray) -> Placement:
+    """A sagittal 3D slab: centred on the brain left to right, its field of view moved
+    ``|offset|`` mm towards the feet (a sagittal FOV takes in the neck) and ``shift`` front to
+    back. ``up`` is the slab normal towards the patient's left (positions increase along it)."""
+    middle = np.array([0.5 * sum(brain_extent(atlas, anatomy, axis)) for axis in np.eye(3)])
+    centre = middle + np.array([0.0, shift[0], -abs(offset)])
+    geometry = sagittal_volume(centre=centre, n_slices=site.n_slices, spacing_mm=spacing,
+                               thickness_mm=thickness, rows=rows, cols=cols, pixel_mm=pixel,
+                               tilt_deg=tilt, mirrored=feet_first)
+    normal = geometry.normals[0] / np.linalg.norm(geometry.normals[0])
+    up = normal if normal[0] > 0 else -normal
+    low, high = brain_extent(atlas, anatomy, up)
+    return Placement(geometry=geometry, up=up, feet_first=feet_first, tilt_deg=tilt,
+                     brain_low_mm=low, brain_high_mm=high, stack_offset_mm=-abs(offset))
+
+
+#: Slices rendered at once: bounds the renderer's memory for 3D volumes (one chunk for 44).
+RENDER_CHUNK = 48
+
+
+def render_series(atlas: Atlas, anatomy: Anatomy, geometry: SliceGeometry, acq: Acquisition,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored pixels ``(n, rows, cols)`` of a series, with the head and brain fraction per slice.
+
+    Rendered ``RENDER_CHUNK`` slices at a time; a stack of at most that many is one chunk, so
+    the demo's 44-slice series come out as they always have.
+    """
+    pixels, head, brain = [], [], []
+    for start in range(0, geometry.n_slices, RENDER_CHUNK):
+        part = slice(start, start + RENDER_CHUNK)
+        sub = dataclasses.replace(geometry, origins=geometry.origins[part],
+                                  row_dirs=geometry.row_dirs[part],
+                                  col_dirs=geometry.col_dirs[part])
+        rendering = render(atlas, anatomy, sub)
+        pixels.append(to_stored(acquire(rendering.images, acq, sub, rng), acq))
+        head.append(rendering.head_fraction)
+        brain.append(rendering.brain_fraction)
+    return np.concatenate(pixels), np.concatenate(head), np.concatenate(brain)
 
 
 def draw_acquisition(rng: np.random.Generator, site: SiteProfile) -> Acquisition:
@@ -296,13 +345,12 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
     t1_number = draw.t1_number
 
     geo = placement.geometry
-    t1 = render(atlas, anatomy, geo)
-    pixels = to_stored(acquire(t1.images, acq, geo, rng), acq)
+    pixels, head_fraction, brain_fraction = render_series(atlas, anatomy, geo, acq, rng)
     positions = geo.origins @ placement.up
     spacing = float(np.mean(np.diff(positions)))
     brain_centre = 0.5 * (placement.brain_low_mm + placement.brain_high_mm)
-    head = np.flatnonzero(t1.head_fraction > 0.002)
-    brain = np.flatnonzero(t1.brain_fraction > 0.0)
+    head = np.flatnonzero(head_fraction > 0.002)
+    brain = np.flatnonzero(brain_fraction > 0.0)
 
     truth: dict[str, Any] = {
         "subject_id": task.subject_id,
@@ -371,12 +419,13 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
     common = {"who": who, "scanner": scanner, "study_uid": study_uid, "frame_uid": frame_uid,
               "transfer_syntax": syntax}
     series = Series(geometry=geo, pixels=pixels, acquisition=acq,
-                    description=site.series_description, number=t1_number, instance_order=order)
-    t1_paths = write_series(
-        series, subject_dir / plan.t1, file_names(rng, geo.n_slices, extension),
-        series_uid=pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "t1"]), **common)
+                    description=site.series_description, number=t1_number, instance_order=order,
+                    acquisition_type="3D" if site.acquisition == "sagittal_3d" else "2D")
+    t1_paths = _write_t1(series, subject_dir / plan.t1, rng, extension, site,
+                         series_uid=pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "t1"]),
+                         **common)
     truth["t1_folder"] = plan.t1
-    if with_localizer:
+    if with_localizer and site.file_format == "dicom":  # a NIfTI export comes without scouts
         _write_localizer(rng, atlas, anatomy, acq, subject_dir / plan.localizer, extension,
                          common)
     if with_stray:
@@ -384,6 +433,18 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
     if task.defect == "truncated":
         _truncate(t1_paths[int(rng.integers(len(t1_paths)))])
     return truth
+
+
+def _write_t1(series: Series, folder: Path, rng: np.random.Generator, extension: str,
+              site: SiteProfile, **common: Any) -> list[Path]:
+    """The T1 as the site exports it: one file per slice, one enhanced file, or NIfTI."""
+    if site.file_format == "nifti":
+        safe = "".join(c if c.isalnum() else "_" for c in site.series_description)
+        return [write_nifti(series, folder / f"{safe}.nii.gz")]
+    if site.multiframe:
+        return [write_enhanced(series, folder / file_names(rng, 1, extension)[0], **common)]
+    return write_series(series, folder, file_names(rng, series.geometry.n_slices, extension),
+                        **common)
 
 
 def _write_localizer(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
