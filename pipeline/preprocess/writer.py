@@ -9,7 +9,7 @@ opened by :func:`pipeline.cache.load_cohort`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pandas as pd
 from pipeline import cache
 from pipeline.labels import lookup, row_index
 from pipeline.preprocess.qc import write_qc_montage
+from pipeline.preprocess.record import StackRecord, SubjectRecord
 from pipeline.preprocess.results import ResultStore
 from pipeline.preprocess.stack import REJECTION_LEVELS, Rejection
 from pipeline.utils.atomic import atomic_path, write_csv
@@ -39,7 +40,7 @@ class Assembly:
 
 
 def build_manifest(
-    results: Sequence[tuple[Path, Mapping[str, Any]]],
+    results: Sequence[tuple[Path, SubjectRecord]],
     labels: pd.DataFrame | None,
 ) -> Assembly:
     """Join the subjects' records with the labels table.
@@ -54,38 +55,38 @@ def build_manifest(
     sources: list[tuple[Path, int]] = []
     rejections: list[Rejection] = []
     for path, record in results:
-        rejections.extend(Rejection(**r) for r in record["rejections"])
+        rejections.extend(record.rejections)
         produced: set[str] = set()
-        for k, stack in sorted(enumerate(record["stacks"]), key=lambda e: e[1]["session_id"]):
-            produced.add(stack["session_id"])
-            entry = (
-                None if index is None else lookup(index, stack["subject_id"], stack["session_id"])
-            )
+        for k, stack in sorted(enumerate(record.stacks), key=lambda e: e[1].session_id):
+            produced.add(stack.session_id)
+            entry = None if index is None else lookup(index, stack.subject_id, stack.session_id)
             if index is not None and entry is None:
-                what = (
-                    f"session {stack['session_id']!r}"
-                    if stack["session_id"]
-                    else "a series outside the labelled session folders"
-                )
-                rejections.append(
-                    Rejection(
-                        stack["subject_id"],
-                        stack["session_id"],
-                        stack["subject_id"],
-                        "session",
-                        f"{what} has usable images but no row in the labels table "
-                        "(add its subject_id + session_id to data.labels)",
-                    )
-                )
+                rejections.append(_unlabelled_session(stack))
                 continue
             covariates = {c: (entry or {}).get(c, "") for c in ("label", "site", "age", "sex")}
-            rows.append({"row": len(rows), **stack, **covariates})
+            rows.append({"row": len(rows), **stack.as_row(), **covariates})
             sources.append((path, k))
         if index is not None:
-            wanted = session_lines.get(record["subject_id"], [])
-            rejections.extend(_labelled_but_missing(record["subject_id"], produced, wanted))
+            wanted = session_lines.get(record.subject_id, [])
+            rejections.extend(_labelled_but_missing(record.subject_id, produced, wanted))
     manifest = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return Assembly(manifest=manifest, sources=sources, rejections=rejections)
+
+
+def _unlabelled_session(stack: StackRecord) -> Rejection:
+    what = (
+        f"session {stack.session_id!r}"
+        if stack.session_id
+        else "a series outside the labelled session folders"
+    )
+    return Rejection(
+        stack.subject_id,
+        stack.session_id,
+        stack.subject_id,
+        "session",
+        f"{what} has usable images but no row in the labels table "
+        "(add its subject_id + session_id to data.labels)",
+    )
 
 
 def _session_lines(labels: pd.DataFrame) -> dict[str, list[tuple[str, int]]]:

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import cache
 from pipeline.config import preprocessing_hash
-from pipeline.preprocess import run as run_module
+from pipeline.preprocess import subject as subject_module
 from pipeline.preprocess.run import PreprocessError, preprocess_cohort
 from pipeline.synthetic.phantom import PHI, UID_PREFIX, head_volume
 
@@ -137,7 +137,7 @@ def test_rerun_is_incremental(cohort, tmp_path):
 def test_interrupted_run_leaves_nothing_trusted(cohort, tmp_path, monkeypatch, reference):
     cfg = cohort_cfg(cohort, tmp_path / "cache")
     calls = {"n": 0}
-    real = run_module.process_subject
+    real = subject_module.process_subject
 
     def crash_after_two(*args, **kwargs):
         if calls["n"] == 2:
@@ -145,7 +145,7 @@ def test_interrupted_run_leaves_nothing_trusted(cohort, tmp_path, monkeypatch, r
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "process_subject", crash_after_two)
+    monkeypatch.setattr(subject_module, "process_subject", crash_after_two)
     with pytest.raises(KeyboardInterrupt):
         preprocess_cohort(cfg)
     out = tmp_path / "cache" / "test"
@@ -155,7 +155,7 @@ def test_interrupted_run_leaves_nothing_trusted(cohort, tmp_path, monkeypatch, r
     assert len(list((out / "subjects").glob("*.npz"))) == 2
 
     # A crash while assembling the cache: the provenance file is gone, so nothing is trusted.
-    monkeypatch.setattr(run_module, "process_subject", real)
+    monkeypatch.setattr(subject_module, "process_subject", real)
     monkeypatch.setattr(
         "pipeline.preprocess.writer.write_qc_montage",
         lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")),

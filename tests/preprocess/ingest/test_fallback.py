@@ -9,7 +9,8 @@ import pytest
 from pydicom.uid import RLELossless
 
 from pipeline.config import preprocessing_config
-from pipeline.preprocess.subject import extract_session
+from pipeline.preprocess.record import SubjectContext
+from pipeline.preprocess.subject import StepClock, extract_session
 from pipeline.preprocess.transforms import SliceNormalizer
 from pipeline.synthetic.phantom import new_uid
 
@@ -27,6 +28,12 @@ def break_rle_header(path) -> None:
 @pytest.fixture
 def recipe(preprocess_cfg):
     return preprocessing_config(preprocess_cfg)
+
+
+def extract(result, stack, recipe, root):
+    context = SubjectContext.from_recipe(root, recipe, "recipe-hash", root / "cache")
+    return extract_session(result, stack, context, SliceNormalizer(recipe["normalize"]),
+                           StepClock())
 
 
 def write_session(root, dicom_writer, broken_first: bool):
@@ -50,9 +57,8 @@ def test_session_falls_back_to_the_next_qualifying_series(tmp_path, dicom_writer
     result = scan(tmp_path / "S1", series_cfg)
     [chosen] = result.stacks
     assert chosen.description == "T1 run 2"
-    normalizer = SliceNormalizer(recipe["normalize"])
 
-    pixels, record = extract_session(result, chosen, recipe, normalizer, tmp_path)
+    pixels, record = extract(result, chosen, recipe, tmp_path)
 
     assert pixels.shape[0] == recipe["slices"]["count"]
     used = [r for r in result.rejections if "series5" in r.path]
@@ -65,7 +71,7 @@ def test_session_falls_back_to_the_next_qualifying_series(tmp_path, dicom_writer
         f"slices could not be extracted: cannot decode the pixels of {broken_file} ("
     )
     assert "SeriesNumber 5 'T1 run 5'" in rows["series", "S1/series7/"]
-    assert record["series_hash"] != chosen.series_hash
+    assert record.series_hash != chosen.series_hash
 
 
 def test_session_without_a_decodable_series_gives_none(tmp_path, dicom_writer, series_cfg,
@@ -75,8 +81,7 @@ def test_session_without_a_decodable_series_gives_none(tmp_path, dicom_writer, s
     for path in paths:
         break_rle_header(path)
     result = scan(folder, series_cfg)
-    normalizer = SliceNormalizer(recipe["normalize"])
-    assert extract_session(result, result.stacks[0], recipe, normalizer, tmp_path) is None
+    assert extract(result, result.stacks[0], recipe, tmp_path) is None
     assert sorted(r.level for r in result.rejections) == ["file", "series"]
     assert all(str(tmp_path) not in r.reason for r in result.rejections)
 

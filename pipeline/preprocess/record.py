@@ -1,0 +1,112 @@
+"""The worker's contract: one frozen :class:`SubjectContext` in, one :class:`SubjectRecord` out.
+
+The cohort builds the context once (the validated recipe, where the cohort and its cache are)
+and hands it with each :class:`~pipeline.preprocess.results.SubjectTask` to
+:func:`pipeline.preprocess.subject.process_subject`. The worker returns a :class:`SubjectRecord`
+and stores it, as JSON, beside the subject's pixels in its result file
+(:mod:`pipeline.preprocess.results`); the cache writer turns its :class:`StackRecord` entries
+into manifest rows and its rejections into ``rejected.csv`` rows.
+:meth:`SubjectRecord.to_json` and :meth:`SubjectRecord.from_json` are the one place the record
+is written and read; nothing reads it by key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from pipeline.preprocess.options import IngestContext
+from pipeline.preprocess.stack import Rejection
+
+
+@dataclass(frozen=True)
+class SubjectContext:
+    """What every subject of one run shares; picklable, built once per run."""
+
+    ingest: IngestContext  # data.root and the series rules: the reading side's context
+    slices: Mapping[str, Any]  # the recipe's slices section (which slices to keep)
+    normalize: Mapping[str, Any]  # the recipe's normalize section (the MONAI chain)
+    recipe_hash: str
+    cohort_dir: Path  # ${paths.cache}/${data.name}: results go to its subjects/ folder
+
+    @classmethod
+    def from_recipe(
+        cls, root: Path, recipe: Mapping[str, Any], recipe_hash: str, cohort_dir: Path
+    ) -> SubjectContext:
+        """The context of a recipe; ``ValueError`` names a bad ``series`` option."""
+        return cls(
+            IngestContext.from_recipe(root, recipe),
+            recipe["slices"],
+            recipe["normalize"],
+            recipe_hash,
+            cohort_dir,
+        )
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(S, size, size)`` of one accepted stack's normalized slices."""
+        size = int(self.normalize["size"])
+        return int(self.slices["count"]), size, size
+
+
+@dataclass(frozen=True)
+class StackRecord:
+    """The manifest fields of one accepted stack (``row`` and the labels table's columns are
+    added when the cache is assembled). Positions and spacings are ``;``-joined text, as the
+    manifest stores them."""
+
+    subject_id: str
+    session_id: str
+    source_format: str  # dicom | nifti
+    series_hash: str
+    source_hash: str
+    n_slices: int
+    slice_spacing_mm: float
+    slice_indices: str  # chosen indices in the sorted stack
+    slice_positions_mm: str  # their positions along the slice normal
+    pixel_spacing_mm: str  # (row, column) spacing of the source pixels
+    rows: int
+    cols: int
+    acquired_plane: str  # the plane the series was acquired in
+    resliced: bool  # a 3D volume resliced to series.plane
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: Per-step CPU seconds of one subject, in the order the steps run.
+STEPS = ("scan", "decode", "normalize", "save")
+
+
+@dataclass(frozen=True)
+class SubjectRecord:
+    """One subject's outcome: its accepted stacks, what was not used and why, and its cost."""
+
+    subject_id: str
+    key: str  # the result's identity (:meth:`SubjectTask.key`)
+    stacks: tuple[StackRecord, ...] = ()  # one per accepted session, by session id
+    rejections: tuple[Rejection, ...] = ()
+    n_files: int = 0  # files looked at
+    n_non_dicom: int = 0  # of which not DICOM images: counted, not rejected
+    seconds: float = 0.0  # wall time in the worker
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds per step (STEPS)
+    peak_rss_mb: float = 0.0  # peak memory of the process that ran it
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SubjectRecord:
+        """The record :meth:`to_json` wrote. ``KeyError``/``TypeError``/``ValueError`` when the
+        text is not one (a damaged or foreign result)."""
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown record fields {sorted(unknown)}")
+        data["stacks"] = tuple(StackRecord(**s) for s in data["stacks"])
+        data["rejections"] = tuple(Rejection(**r) for r in data["rejections"])
+        return cls(**data)

@@ -1,0 +1,117 @@
+"""Running subjects: in this process, or in worker processes that start from its imports.
+
+:func:`run_tasks` yields each subject's :class:`~pipeline.preprocess.record.SubjectRecord` as
+it finishes. The compute path (:mod:`pipeline.preprocess.subject`: torch, MONAI, the DICOM
+readers; seconds to import) is imported here on first use, never by planning, the "up to date"
+answer or a config error.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.context
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from types import ModuleType
+from typing import Any
+
+from pipeline.preprocess.record import SubjectContext, SubjectRecord
+from pipeline.preprocess.results import SubjectTask
+
+
+class PreprocessError(RuntimeError):
+    """The cohort cannot be preprocessed as configured; the message says what to change."""
+
+
+def _compute_path() -> ModuleType:
+    """:mod:`pipeline.preprocess.subject`, imported on first use (torch, MONAI, readers)."""
+    from pipeline.preprocess import subject
+
+    return subject
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start without importing again what this process already has.
+
+    Linux: ``fork``, so the workers inherit the compute path this process imported before
+    starting them (a fresh interpreter would spend seconds importing torch and MONAI each).
+    Elsewhere ``forkserver`` where available (macOS: ``fork`` is unsafe there), with the compute
+    path preloaded once in the server; ``spawn`` (Windows) imports it in every worker.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform.startswith("linux") and "fork" in methods:
+        return multiprocessing.get_context("fork")
+    if "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([_compute_path().__name__])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def run_tasks(
+    tasks: Sequence[SubjectTask],
+    context: SubjectContext,
+    workers: int,
+    progress: bool = True,
+) -> Iterator[SubjectRecord]:
+    """Process ``tasks`` (in worker processes when ``workers > 1``), yielding records as done."""
+    if not tasks:
+        return
+    worker = _compute_path()
+    if workers <= 1 or len(tasks) <= 1:
+        with worker.single_threaded(), _progress(len(tasks), progress) as bar:
+            for task in tasks:
+                yield worker.process_subject(context, task)
+                bar.update()
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)),
+        mp_context=_pool_context(),
+        initializer=worker.init_worker,
+    )
+    try:
+        yield from _results_as_done(pool, worker.process_subject, context, tasks, progress)
+    finally:  # on Ctrl-C or an error, do not wait for the queued subjects
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _results_as_done(
+    pool: Executor, process: Any, context: SubjectContext, tasks: Sequence[SubjectTask],
+    progress: bool,
+) -> Iterator[SubjectRecord]:
+    # Submit before the progress bar exists: forked workers start here, before its thread does.
+    futures = [pool.submit(process, context, task) for task in tasks]
+    done = 0
+    try:
+        with _progress(len(tasks), progress) as bar:
+            for future in as_completed(futures):
+                yield future.result()
+                done += 1
+                bar.update()
+    except BrokenProcessPool as exc:
+        # A worker was killed (out of memory, or a crash inside a decoder): the subjects
+        # already finished are saved, so a rerun picks up where this one stopped.
+        raise PreprocessError(
+            f"A worker process died with {len(tasks) - done} subject(s) unfinished "
+            "(out of memory, or a crash while decoding a file). Finished subjects are kept; "
+            "rerun to resume, with fewer preprocess.workers if memory is short."
+        ) from exc
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="preprocess", unit="subject", disable=not enabled or None)
+
+
+def check_chain(recipe: Mapping[str, Any]) -> None:
+    """Build the recipe's MONAI chain once, so a broken ``normalize.transforms`` is one
+    ``ValueError`` before any subject, not a failure in every worker."""
+    from pipeline.preprocess.transforms import SliceNormalizer
+
+    try:
+        SliceNormalizer(recipe["normalize"])
+    except Exception as exc:  # instantiate raises many types; its message names the entry
+        raise ValueError(f"normalize.transforms cannot be built: {exc}") from exc
