@@ -15,14 +15,19 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from hydra.utils import instantiate
-from torch import nn
 
 from pipeline.decision import ArgmaxRule, DecisionRule, rule_from_dict
 from pipeline.utils.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported by the functions that read and write the file: a command that stops at a
+# config error (a checkpoint that does not exist) answers without importing it.
 
 #: Version 1 (until this redesign) kept the network config under ``model`` and had no decision
 #: rule; version 2 is the dataclass layout below.
@@ -198,6 +203,8 @@ def _require(data: Mapping[str, Any], keys: Sequence[str], source: str) -> None:
 
 
 def _torch_load(path: Path) -> Any:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which and why
@@ -205,6 +212,8 @@ def _torch_load(path: Path) -> Any:
 
 
 def _torch_save(path: str | Path, data: dict[str, Any]) -> Path:
+    import torch
+
     with atomic_path(path, suffix=".pt") as tmp:  # a crash never leaves a truncated file
         torch.save(data, tmp)
     return Path(path)
@@ -221,14 +230,20 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return _torch_save(path, checkpoint.to_dict())
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint (a file, or a train run folder) on the CPU with ``weights_only=True``."""
+def existing_checkpoint(path: str | Path) -> Path:
+    """:func:`checkpoint_file` of ``path``; :class:`CheckpointError` when there is none."""
     p = checkpoint_file(path)
     if not p.is_file():
         raise CheckpointError(
             f"No checkpoint at {path}. Pass checkpoint=<run>/checkpoints/best.pt "
             "(the path printed at the end of `python -m pipeline.train`)."
         )
+    return p
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint (a file, or a train run folder) on the CPU with ``weights_only=True``."""
+    p = existing_checkpoint(path)
     return Checkpoint.from_dict(_torch_load(p), str(p))
 
 

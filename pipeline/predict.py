@@ -13,18 +13,21 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.apply import Applied, apply_checkpoint
 from pipeline.apply.cli import stage_main
 from pipeline.apply.model_info import model_summary
 from pipeline.config import config_hash
 from pipeline.provenance import package_versions
 from pipeline.utils.atomic import write_csv, write_text
 from pipeline.utils.jsonable import write_strict_json
+
+if TYPE_CHECKING:  # the apply path imports torch: only predict() itself needs it
+    import pandas as pd
+
+    from pipeline.apply import Applied
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ def predict(
     The table's ``seen_in_training`` column marks subjects the model trained on: a prediction for
     one is not a fair test of it, and whoever reads the file should know.
     """
+    from pipeline.apply import apply_checkpoint
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     applied = apply_checkpoint(cfg, log)
@@ -86,7 +91,7 @@ def predict(
     return applied.table
 
 
-main = stage_main("predict", predict)
+main = stage_main("predict", "pipeline.predict:predict")
 
 if __name__ == "__main__":
     main()

@@ -51,3 +51,16 @@ def write_cache(
     rejected.to_csv(directory / cache.REJECTED, index=False)
     (directory / cache.PROVENANCE).write_text(json.dumps(provenance), encoding="utf-8")
     return directory
+
+
+#: Libraries a command that computes nothing must not import (seconds each to import).
+COMPUTE_LIBRARIES = frozenset({"torch", "monai", "lightning", "matplotlib"})
+
+
+def imported_packages(importtime_stderr: str) -> set[str]:
+    """Top-level packages named in the stderr of ``python -X importtime``."""
+    names = set()
+    for line in importtime_stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names

@@ -7,16 +7,24 @@ everything that made it (:class:`Applied`). :func:`pipeline.apply.cli.stage_main
 line wrapper of both stages.
 """
 
-from pipeline.apply.cohort import check_overlap, prepare_cohort
-from pipeline.apply.errors import LeakageError, user_errors
-from pipeline.apply.run import Admit, Applied, apply_checkpoint
+# The names below are imported on first use (PEP 562): importing pipeline.apply.cli or .errors
+# must not pull in torch through .run.
+_EXPORTS = {
+    "Admit": "pipeline.apply.run",
+    "Applied": "pipeline.apply.run",
+    "apply_checkpoint": "pipeline.apply.run",
+    "check_overlap": "pipeline.apply.cohort",
+    "prepare_cohort": "pipeline.apply.cohort",
+    "LeakageError": "pipeline.apply.errors",
+    "user_errors": "pipeline.apply.errors",
+}
 
-__all__ = [
-    "Admit",
-    "Applied",
-    "LeakageError",
-    "apply_checkpoint",
-    "check_overlap",
-    "prepare_cohort",
-    "user_errors",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipeline.apply' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

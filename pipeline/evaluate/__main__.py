@@ -1,6 +1,12 @@
 """``python -m pipeline.evaluate checkpoint=FILE data.root=DIR data.labels=FILE data.name=NAME``."""
 
-from pipeline.evaluate.run import main
+from pipeline.apply.cli import stage_main
+
+main = stage_main(
+    "evaluate",
+    "pipeline.evaluate.run:evaluate",
+    errors=("pipeline.evaluate.errors:EvaluationError",),
+)
 
 if __name__ == "__main__":
     main()

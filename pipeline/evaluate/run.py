@@ -22,7 +22,6 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.apply import Admit, Applied, apply_checkpoint, check_overlap
-from pipeline.apply.cli import stage_main
 from pipeline.apply.model_info import model_summary
 from pipeline.cache import PreprocessedCohort
 from pipeline.checkpoint import Checkpoint
@@ -359,6 +358,3 @@ def evaluate(
     return EvaluationResult(
         out_dir=out, metrics=metrics, predictions=applied.table, report=report_path
     )
-
-
-main = stage_main("evaluate", evaluate, errors=(EvaluationError,))

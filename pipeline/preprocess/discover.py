@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.preprocess.stack import Rejection
+from pipeline.preprocess.rejection import Rejection
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.preprocess.options import IngestContext
-from pipeline.preprocess.stack import Rejection
+from pipeline.preprocess.rejection import Rejection
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ from pipeline.preprocess.discover import (
 )
 from pipeline.preprocess.options import SeriesOptions
 from pipeline.preprocess.record import STEPS, SubjectContext, SubjectRecord
+from pipeline.preprocess.rejection import Rejection
 from pipeline.preprocess.results import RESULT_FORMAT, ResultStore, SubjectTask
 from pipeline.preprocess.shards import parse_shard, select_shard, write_shard_record
 from pipeline.preprocess.slices import MODES
-from pipeline.preprocess.stack import Rejection
 from pipeline.preprocess.workers import PreprocessError, check_chain, run_tasks
 from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
 from pipeline.provenance import package_versions

@@ -30,33 +30,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.preprocess.geometry import PlaneView
+from pipeline.preprocess.rejection import REJECTION_LEVELS, Rejection
+
+__all__ = ["REJECTION_LEVELS", "Rejection", "SliceStack"]
 
 if TYPE_CHECKING:  # volume -> options -> discover -> this module
     from pipeline.preprocess.volume import VoxelSource
-
-#: Levels of a rejection, from the smallest unit to the largest.
-REJECTION_LEVELS = ("file", "series", "session", "subject")
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """One input not used, with a reason a person can act on ("43 slices, expected 44")."""
-
-    subject_id: str
-    session_id: str
-    path: str  # file or folder, relative to data.root where possible
-    level: str  # one of REJECTION_LEVELS
-    reason: str
-
-    def as_row(self) -> dict[str, str]:
-        return {
-            "subject_id": self.subject_id,
-            "session_id": self.session_id,
-            "path": self.path,
-            "level": self.level,
-            "reason": self.reason,
-        }
-
 
 @dataclass(frozen=True)
 class SliceStack:

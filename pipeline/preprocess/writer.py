@@ -21,8 +21,8 @@ from pipeline import cache
 from pipeline.labels import lookup, row_index
 from pipeline.preprocess.qc import write_qc_montage
 from pipeline.preprocess.record import StackRecord, SubjectRecord
+from pipeline.preprocess.rejection import REJECTION_LEVELS, Rejection
 from pipeline.preprocess.results import ResultStore
-from pipeline.preprocess.stack import REJECTION_LEVELS, Rejection
 from pipeline.utils.atomic import atomic_path, write_csv
 
 #: Manifest columns after :data:`pipeline.cache.MANIFEST_COLUMNS`.

@@ -13,19 +13,9 @@ import pytest
 
 from pipeline.preprocess import workers
 from pipeline.preprocess.run import preprocess_cohort
+from tests.helpers import COMPUTE_LIBRARIES, imported_packages
 
 from .conftest import cohort_cfg, make_cohort
-
-HEAVY = ("torch", "monai", "lightning", "matplotlib")
-
-
-def imported_packages(stderr: str) -> set[str]:
-    """Top-level packages named in ``-X importtime`` output."""
-    names = set()
-    for line in stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
-    return names
 
 
 def run_cli(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -43,7 +33,7 @@ def test_help_imports_no_compute_library(repo_root: Path) -> None:
     assert done.returncode == 0 and "== Configuration groups ==" in done.stdout
     imported = imported_packages(done.stderr)
     assert "hydra" in imported  # the parser works: it did see the imports
-    assert not imported & set(HEAVY), imported & set(HEAVY)
+    assert not imported & COMPUTE_LIBRARIES, imported & COMPUTE_LIBRARIES
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +62,7 @@ def test_bad_recipe_is_one_error_before_any_subject(small_cohort, tmp_path, repo
     assert "series.prefer must be 'first' or 'last', got 'middle'" in message
     assert message.count("Invalid preprocessing recipe") == 1
     assert not (tmp_path / "startup" / "subjects").exists()  # no subject was looked at
-    assert not imported_packages(done.stderr) & set(HEAVY)
+    assert not imported_packages(done.stderr) & COMPUTE_LIBRARIES
 
 
 def test_up_to_date_cohort_answers_without_compute_libraries(
@@ -85,7 +75,7 @@ def test_up_to_date_cohort_answers_without_compute_libraries(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "is up to date" in done.stdout + done.stderr
     imported = imported_packages(done.stderr)
-    assert not imported & set(HEAVY), imported & set(HEAVY)
+    assert not imported & COMPUTE_LIBRARIES, imported & COMPUTE_LIBRARIES
 
 
 def test_a_broken_chain_is_one_config_error(small_cohort, tmp_path) -> None:

@@ -1,0 +1,46 @@
+"""evaluate and predict answer ``--help`` and config errors without importing torch or MONAI
+(``python -X importtime`` tells); the preprocess stage's own checks are in
+tests/preprocess/test_startup.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import COMPUTE_LIBRARIES, imported_packages
+
+
+def run_stage(repo_root: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", f"pipeline.{stage}", *args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "predict"])
+def test_help_imports_no_compute_library(repo_root: Path, stage: str) -> None:
+    done = run_stage(repo_root, stage, "--help")
+    assert done.returncode == 0 and "== Config ==" in done.stdout
+    imported = imported_packages(done.stderr)
+    assert "hydra" in imported
+    assert not imported & COMPUTE_LIBRARIES, imported & COMPUTE_LIBRARIES
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "predict"])
+def test_missing_checkpoint_is_a_quick_config_error(repo_root, tmp_path, stage) -> None:
+    run = f"hydra.run.dir={tmp_path / 'run'}"
+    missing = run_stage(repo_root, stage, run)
+    assert missing.returncode == 2
+    assert "error: Missing mandatory value: checkpoint" in missing.stderr
+    cohort = (f"data.root={tmp_path}", "data.name=x")
+    nowhere = run_stage(repo_root, stage, f"checkpoint={tmp_path / 'nope.pt'}", *cohort, run)
+    assert nowhere.returncode == 2
+    assert f"error: No checkpoint at {tmp_path / 'nope.pt'}" in nowhere.stderr
+    for done in (missing, nowhere):
+        assert not imported_packages(done.stderr) & COMPUTE_LIBRARIES
