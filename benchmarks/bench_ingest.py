@@ -13,12 +13,31 @@ one process, best of ``--repeats`` runs on page-cached files:
 (c) MONAI ``LoadImage(reader=PydicomReader)`` of the whole series folder, then the middle three;
 (d) pydicom reading every file with its pixels.
 
+With ``--cohort DIR`` (the demo cohort: ``--cohort data/demo/dev/dicom``) it times the header
+readers alone on every file of an existing cohort that the fast reader takes (the others go to
+pydicom whatever reader is chosen), best of ``--repeats`` passes, in one process:
+
+(h1) :func:`pipeline.preprocess.dicom_raw.read_raw_header`, the hand-written reader: raw bytes
+     of the wanted elements and where the pixel data lies;
+(h2) ``dicomsdl.open_file`` up to the pixel data, its values of the same elements and the pixel
+     data's offset and length (the same work), when dicomsdl is installed
+     (``pip install dicomsdl==0.109.4``, the ``bench`` extra);
+(h3) pydicom ``dcmread(stop_before_pixels, specific_tags)``, what the reader falls back to;
+(h4) :func:`pipeline.preprocess.dicom_headers.read_frame_headers`, the whole header scan of a
+     file (reader, value decoding, checks), for scale.
+
+and opens every DICOM file bundled with pydicom and nibabel with dicomsdl, each in its own
+process (a crash must not end the benchmark), to say which it reads (non-images without Rows
+included), refuses or crashes on.
+
 The full preprocess benchmark (workers, normalization, cache) is ``bench_preprocess.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +53,7 @@ from pydicom.uid import UID
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pipeline.preprocess.dicom_headers as dicom_headers
-from pipeline.preprocess.dicom_raw import NeedsPydicom
+from pipeline.preprocess.dicom_raw import NeedsPydicom, read_raw_header
 from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.synthetic.phantom import DicomWriter, make_volume
 
@@ -66,12 +85,123 @@ def best_of(fn: Callable[[], None], repeats: int) -> float:
     return min(times)
 
 
+def fast_path_files(root: Path) -> list[Path]:
+    """Every file under ``root`` that the hand-written reader takes."""
+    files = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            try:
+                with open(path, "rb") as fh:
+                    read_raw_header(fh, dicom_headers._WANTED)
+            except (NeedsPydicom, OSError):
+                continue
+            files.append(path)
+    return sorted(files)
+
+
+def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
+    """The header readers of ``--cohort``, each reading the same values of every file."""
+    wanted = dicom_headers._WANTED
+    tags = sorted(wanted)
+
+    def hand_written() -> None:
+        for path in files:
+            with open(path, "rb") as fh:
+                read_raw_header(fh, wanted)
+
+    def pydicom_headers() -> None:
+        for path in files:
+            pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+
+    def scan_files() -> None:
+        for path in files:
+            dicom_headers.read_frame_headers(path)
+
+    readers = {"(h1) hand-written reader (dicom_raw)": hand_written}
+    try:
+        import dicomsdl
+    except ImportError:
+        print("dicomsdl is not installed: pip install dicomsdl==0.109.4 (the bench extra)")
+    else:
+        names = [str(path) for path in files]
+
+        def with_dicomsdl() -> None:
+            for name in names:
+                ds = dicomsdl.open_file(name, 0x7FE00010)
+                ds.getValues(tags)
+                pixels = ds.getDataElement(0x7FE00010)
+                pixels.offset(), pixels.length()
+
+        readers["(h2) dicomsdl.open_file + values"] = with_dicomsdl
+    readers["(h3) pydicom dcmread, specific tags"] = pydicom_headers
+    readers["(h4) read_frame_headers (whole scan)"] = scan_files
+    return readers
+
+
+_DICOMSDL_OPEN = """
+import sys, dicomsdl
+dicomsdl.set_loglevel(dicomsdl.LogLevel.DISABLE)
+try:
+    ds = dicomsdl.open_file(sys.argv[1], 0x7FE00010)
+    rows = ds.getValues(["Rows"])[0]
+except Exception as err:
+    print("refused:", type(err).__name__, str(err)[:60]); sys.exit(0)
+print("read" if rows is not None else "read, no Rows")
+"""
+
+
+def dicomsdl_on_real_files() -> list[tuple[str, str]]:
+    """(file, outcome) for every DICOM file bundled with pydicom and nibabel, opened by dicomsdl
+    in a process of its own: "read", "refused: ..." or "crashed (signal N)"."""
+    import nibabel
+    from pydicom.data import get_testdata_file
+
+    folders = [
+        Path(get_testdata_file("MR_small.dcm")).parent,
+        Path(nibabel.__file__).parent / "nicom" / "tests" / "data",
+    ]
+    outcomes = []
+    for path in sorted(p for folder in folders for p in folder.glob("*.dcm")):
+        done = subprocess.run([sys.executable, "-c", _DICOMSDL_OPEN, str(path)],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        crashed = f"crashed (signal {-done.returncode})"
+        outcomes.append((path.name, done.stdout.strip() if done.returncode >= 0 else crashed))
+    return outcomes
+
+
+def bench_cohort(root: Path, repeats: int) -> None:
+    files = fast_path_files(root)
+    print(f"{len(files)} files under {root} take the fast path; best of {repeats} passes")
+    seconds = {name: best_of(fn, repeats) for name, fn in header_readers(files).items()}
+    base = seconds["(h1) hand-written reader (dicom_raw)"]
+    print("| header reader | us per file | time / (h1) |")
+    print("|---|---:|---:|")
+    for name, value in seconds.items():
+        print(f"| {name} | {1e6 * value / len(files):.1f} | {value / base:.2f} |")
+    try:
+        import dicomsdl  # noqa: F401
+    except ImportError:
+        return
+    outcomes = dicomsdl_on_real_files()
+    failed = [(name, outcome) for name, outcome in outcomes if not outcome.startswith("read")]
+    print(f"dicomsdl on the {len(outcomes)} bundled pydicom/nibabel DICOM files: "
+          f"{len(outcomes) - len(failed)} read, {len(failed)} not:")  # fmt: skip
+    for name, outcome in failed:
+        print(f"  {name}: {outcome}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=8)
     parser.add_argument("--syntax", default="ExplicitVRLittleEndian", help="pydicom.uid keyword")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cohort", type=Path, help="time the header readers on this cohort")
     args = parser.parse_args()
+    if args.cohort is not None:
+        warnings.simplefilter("ignore")
+        bench_cohort(args.cohort, args.repeats)
+        return
     syntax = UID(getattr(pydicom.uid, args.syntax))
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
