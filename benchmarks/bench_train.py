@@ -50,7 +50,6 @@ from pipeline.evaluate.bootstrap import (
 from pipeline.evaluate.metrics import confusion_rates
 from pipeline.inference import ensemble_probabilities
 from pipeline.models import input_channels, sized_model_config
-from pipeline.train.data import CohortDataModule
 from pipeline.train.module import StageClassifier
 
 DEMO_HINT = (
@@ -145,30 +144,41 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
             np.save(images_path, rng.normal(size=(n_images, slices, size, size)).astype(np.float32))
             source = f"random images of shape {(n_images, slices, size, size)} (no demo_dev cache)"
         images = np.load(images_path, mmap_mode="r")
-        batch = int(cfg.train.batch_size)
+        batch = int(cfg.datamodule.batch_size)
         # Whole batches only, the same images both ways: a short last batch would cost the real
         # path a step's fixed overhead that the in-memory one does not pay.
         n = max(batch, min(n_images, len(images)) // batch * batch)
         rows = np.arange(n)
         labels = np.arange(n) % len(cfg.data.classes)
         in_ch = input_channels(str(cfg.data.slice_mode), images.shape[1])
-        model_cfg = sized_model_config(to_container(cfg.model), in_ch, len(cfg.data.classes))
+        model_cfg = sized_model_config(to_container(cfg.model.net), in_ch, len(cfg.data.classes))
         augment = instantiate(cfg.augment, _convert_="all")
 
         def module(with_augment: bool) -> StageClassifier:
             torch.manual_seed(0)
-            net = instantiate(model_cfg)
-            return StageClassifier(
-                net,
-                list(cfg.data.classes),
-                str(cfg.data.slice_mode),
-                scheduler="none",
+            return instantiate(
+                cfg.model,
+                net=instantiate(model_cfg),
+                scheduler=None,
+                classes=list(cfg.data.classes),
+                slice_mode=str(cfg.data.slice_mode),
+                class_weight=None,
                 augment=augment if with_augment else None,
+                _convert_="all",
             )
 
         real, memory = [], []
         for _ in range(rounds):
-            dm = CohortDataModule(images_path, labels, rows, rows[:batch], batch_size=batch, seed=0)
+            dm = instantiate(
+                cfg.datamodule,
+                images_path=images_path,
+                labels=labels,
+                train_rows=rows,
+                val_rows=rows[:batch],
+                num_workers=0,
+                seed=0,
+                _convert_="all",
+            )
             real.append(_fit_images_per_second(module(True), dm, epochs))
             memory.append(
                 _fit_images_per_second(

@@ -41,7 +41,7 @@ DOCUMENTED = {
     ],
     "train": [
         ["data.name=adni"],
-        ["data=demo_dev", "train.folds=5"],
+        ["data=demo_dev", "split.folds=5"],
         ["data.slice_mode=slices"],
         ["train.shuffle_labels=true"],
         ["train.resume=true", "hydra.run.dir=runs/train/mine"],

@@ -1,69 +1,71 @@
-"""Lightning callbacks of a training run: the per-epoch history and the interruption notice."""
+"""The Lightning callbacks of a fold: those ``conf/callbacks`` configures, and the interruption
+notice every run gets."""
 
 from __future__ import annotations
 
 import logging
-import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import pandas as pd
-import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from pipeline.train.errors import TrainError
-from pipeline.utils.atomic import write_csv
 
 log = logging.getLogger(__name__)
 
 
-def _csv_name(metric: str) -> str:
-    return metric.replace("/", "_").replace("-", "_").lower()
+def build_callbacks(configs: Mapping[str, Any], checkpoint_dir: Path) -> list[Callback]:
+    """Instantiate ``conf/callbacks`` in order; a ``dirpath: null`` becomes ``checkpoint_dir``."""
+    callbacks = []
+    for config in configs.values():
+        extra = {"dirpath": str(checkpoint_dir)} if config.get("dirpath", ...) is None else {}
+        callbacks.append(instantiate(config, **extra, _convert_="all"))
+    return callbacks
 
 
-class EpochHistory(L.Callback):
-    """Writes one row per finished epoch to ``path`` (CSV): losses, metrics, learning rate.
+@dataclass(frozen=True)
+class CheckpointCallbacks:
+    """The two ModelCheckpoints a run relies on: the best model, and the state to resume from."""
 
-    It runs before the checkpoint callbacks at the end of a training epoch (after validation), so
-    ``last.ckpt`` always carries the history up to its own epoch and a resumed run continues it.
-    """
+    best: ModelCheckpoint
+    last: ModelCheckpoint
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.rows: list[dict[str, float]] = []
+    @property
+    def best_path(self) -> Path:
+        """Where ``best`` writes (its ``filename`` has no metric placeholders)."""
+        return _file_of(self.best)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        row: dict[str, float] = {"epoch": float(trainer.current_epoch)}
-        for key, value in sorted(trainer.callback_metrics.items()):
-            number = float(value.item() if isinstance(value, torch.Tensor) else value)
-            # LearningRateMonitor logs "lr-<Optimizer>" (the rate at the epoch's start)
-            row["lr" if key.startswith("lr-") else _csv_name(key)] = number
-        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
-        self._write()
+    @property
+    def last_path(self) -> Path:
+        """Where ``last`` writes (the file ``train.resume=true`` continues from)."""
+        return _file_of(self.last)
 
-    @rank_zero_only
-    def _write(self) -> None:
-        frame = pd.DataFrame(self.rows)
-        frame["epoch"] = frame["epoch"].astype(int)
-        write_csv(self.path, frame)
+    @property
+    def monitor(self) -> str:
+        return str(self.best.monitor)
 
-    def best_row(self, monitor: str, mode: str = "max") -> dict[str, float] | None:
-        """The first epoch with the best value of ``monitor`` (as logged, e.g. ``val/bal_acc``)."""
-        column = _csv_name(monitor)
-        scored = [r for r in self.rows if column in r and not math.isnan(r[column])]
-        if not scored:
-            return None
-        pick = max if mode == "max" else min
-        return pick(scored, key=lambda r: r[column])
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
+def _file_of(callback: ModelCheckpoint) -> Path:
+    return Path(str(callback.dirpath)) / f"{callback.filename}{callback.FILE_EXTENSION}"
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = list(state_dict.get("rows", []))
+
+def checkpoint_callbacks(callbacks: list[Callback]) -> CheckpointCallbacks:
+    """The monitored and the unmonitored ModelCheckpoint of ``callbacks`` (one of each)."""
+    checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
+    monitored = [c for c in checkpoints if c.monitor]
+    unmonitored = [c for c in checkpoints if not c.monitor]
+    if len(monitored) != 1 or len(unmonitored) != 1:
+        raise TrainError(
+            "conf/callbacks needs exactly one ModelCheckpoint with a monitor (the model best.pt "
+            "keeps) and one without (the state train.resume=true continues from); found "
+            f"{len(monitored)} and {len(unmonitored)}."
+        )
+    return CheckpointCallbacks(best=monitored[0], last=unmonitored[0])
 
 
 class InterruptNotice(L.Callback):
@@ -75,6 +77,7 @@ class InterruptNotice(L.Callback):
     """
 
     def __init__(self, last_checkpoint: str | Path, resume_command: str) -> None:
+        super().__init__()
         self.last_checkpoint = Path(last_checkpoint)
         self.resume_command = resume_command
 

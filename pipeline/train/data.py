@@ -3,19 +3,21 @@
 :class:`CachedSlices` answers a whole batch of indices with one fancy-indexed read of the memory
 map (``__getitems__``), so there are no per-item file opens and no per-item collation. The
 samplers draw their order from (seed, epoch) only, so a resumed run sees the same batches as an
-uninterrupted one; Lightning calls ``set_epoch`` on them and wraps them for DDP.
+uninterrupted one; Lightning calls ``set_epoch`` on them and wraps them for DDP. A sampler is a
+``conf/sampler`` object: a class called with the training rows' class indices and the seed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from sklearn.utils.class_weight import compute_sample_weight
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 Batch = dict[str, torch.Tensor]
 
@@ -75,10 +77,10 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """A random permutation of ``range(n)`` that depends only on ``seed`` and the epoch."""
+    """A random permutation of the rows that depends only on ``seed`` and the epoch."""
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n = int(n)
+    def __init__(self, labels: Sequence[int], seed: int) -> None:
+        self.n = len(labels)
         self.seed = int(seed)
         self.epoch = 0
 
@@ -94,20 +96,33 @@ class EpochShuffleSampler(Sampler[int]):
         )
 
 
-class ClassBalancedSampler(EpochShuffleSampler):
-    """``n`` draws with replacement, every class equally likely (``train.sampler=balanced``)."""
+class ClassBalancedSampler(WeightedRandomSampler):
+    """As many draws as rows, with replacement, every class equally likely (``sampler=balanced``).
+
+    torch's ``WeightedRandomSampler`` with scikit-learn's ``balanced`` sample weights; its
+    generator is re-seeded from (seed, epoch) at the start of every epoch, so a resumed run
+    draws what the uninterrupted one did.
+    """
+
+    #: Corrects for class imbalance (training warns when model.class_weight does too).
+    balances_classes = True
 
     def __init__(self, labels: Sequence[int], seed: int) -> None:
-        labels_arr = np.asarray(labels, dtype=np.int64)
-        super().__init__(len(labels_arr), seed)
-        counts = np.bincount(labels_arr)
-        self.weights = torch.as_tensor(1.0 / counts[labels_arr], dtype=torch.double)
+        weights = compute_sample_weight("balanced", np.asarray(labels, dtype=np.int64))
+        super().__init__(torch.as_tensor(weights, dtype=torch.double), len(weights))
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        generator = _epoch_generator(self.seed, self.epoch)
-        return iter(
-            torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist()
-        )
+        self.generator = _epoch_generator(self.seed, self.epoch)
+        return super().__iter__()
+
+
+#: What conf/sampler/*.yaml instantiates to: a sampler class, or a partial of one.
+SamplerFactory = Callable[..., Sampler[int]]
 
 
 class CohortDataModule(L.LightningDataModule):
@@ -118,7 +133,7 @@ class CohortDataModule(L.LightningDataModule):
         labels: class index of every cache row.
         train_rows, val_rows: cache rows of the fold's training and validation subjects.
         batch_size: rows per batch (in ``slices`` mode each row gives S samples).
-        sampler: ``shuffle`` or ``balanced`` (classes drawn equally often, with replacement).
+        sampler: called with the training rows' class indices and ``seed`` (``conf/sampler``).
         num_workers: DataLoader worker processes (0 reads in the training process).
         seed: base seed of the sampling order.
         pin_memory: page-lock batches for faster host-to-GPU copies.
@@ -132,14 +147,12 @@ class CohortDataModule(L.LightningDataModule):
         val_rows: np.ndarray,
         *,
         batch_size: int = 32,
-        sampler: str = "shuffle",
+        sampler: SamplerFactory = EpochShuffleSampler,
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if sampler not in ("shuffle", "balanced"):
-            raise ValueError(f"train.sampler must be 'shuffle' or 'balanced', got {sampler!r}")
         labels = np.asarray(labels, dtype=np.int64)
         self.train_set = CachedSlices(images_path, train_rows, labels[train_rows])
         self.val_set = CachedSlices(images_path, val_rows, labels[val_rows])
@@ -161,10 +174,7 @@ class CohortDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if self.sampler == "balanced":
-            sampler: Sampler[int] = ClassBalancedSampler(self.train_set.labels, self.seed)
-        else:
-            sampler = EpochShuffleSampler(len(self.train_set), self.seed)
+        sampler = self.sampler(self.train_set.labels, self.seed)
         return self._loader(self.train_set, self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:

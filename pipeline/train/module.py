@@ -1,15 +1,22 @@
-"""The Lightning module: loss, batch augmentation, optimiser and schedule, validation metrics."""
+"""The Lightning module: loss, batch augmentation, optimizer and schedule, validation metrics.
+
+Everything it is built from is a ``conf/`` object (lightning-hydra-template layout): the
+network (``model.net``), the optimizer, the learning-rate schedule and the loss are
+``_partial_`` callables from ``conf/optimizer``, ``conf/scheduler`` and ``conf/loss``; the module
+never chooses a class by name.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim import Optimizer
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
@@ -18,7 +25,21 @@ from pipeline.train.augment import BatchAugment, batch_generator, mixed_seed
 from pipeline.train.data import Batch
 from pipeline.train.errors import NonFiniteLossError
 
-SCHEDULERS = ("cosine", "onecycle", "none")
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[..., Any]
+LossFactory = Callable[..., nn.Module]
+
+
+def call_with_known(factory: Callable[..., Any], *args: Any, **offered: Any) -> Any:
+    """``factory(*args, **kw)`` with the ``offered`` keywords its signature accepts.
+
+    Schedules differ in what they need to know about the run (OneCycleLR: ``total_steps``;
+    ConstantLR: nothing), so the module offers what it knows and each takes its share.
+    """
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return factory(*args, **offered)
+    return factory(*args, **{k: v for k, v in offered.items() if k in params})
 
 
 class StageClassifier(L.LightningModule):
@@ -31,13 +52,13 @@ class StageClassifier(L.LightningModule):
 
     Args:
         net: the network (its ``state_dict`` is what ``best.pt`` stores).
+        optimizer: called with the module's parameters (``conf/optimizer``).
+        scheduler: called with the optimizer and, where it accepts them, ``total_steps`` and
+            ``epochs`` of the run; stepped every batch. ``None``: a constant learning rate.
+        loss: called with ``weight=`` the per-class weights (``conf/loss``).
         classes: class names, in output order.
         slice_mode: ``channels`` or ``slices``.
-        lr, weight_decay: AdamW settings.
-        scheduler: ``cosine`` (linear warm-up, cosine decay, per step), ``onecycle`` or ``none``.
-        warmup_epochs: warm-up length of ``cosine``.
-        class_weights: per-class loss weights (None: unweighted).
-        label_smoothing: cross-entropy label smoothing.
+        class_weight: per-class loss weights (``None``: equal).
         augment: batch augmentation applied to training batches only.
         seed: base seed of the per-batch augmentation generator.
     """
@@ -45,33 +66,31 @@ class StageClassifier(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        loss: LossFactory = nn.CrossEntropyLoss,
+        *,
         classes: Sequence[str],
         slice_mode: str = "channels",
-        *,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        scheduler: str = "cosine",
-        warmup_epochs: float = 1.0,
-        class_weights: Sequence[float] | None = None,
-        label_smoothing: float = 0.0,
+        class_weight: Sequence[float] | None = None,
         augment: BatchAugment | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if slice_mode not in SLICE_MODES:
             raise ValueError(f"data.slice_mode must be one of {SLICE_MODES}, got {slice_mode!r}")
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"train.scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
-        self.save_hyperparameters(ignore=["net", "augment"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler", "loss", "augment"])
         self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        weights = (
+            None if class_weight is None else torch.as_tensor(class_weight, dtype=torch.float32)
+        )
+        self.criterion = loss(weight=weights)
         self.classes = list(classes)
         self.slice_mode = slice_mode
         self.augment = augment if augment else None
         self.seed = int(seed)
-        weights = (
-            None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32)
-        )
-        self.register_buffer("class_weights", weights, persistent=False)
         k = len(self.classes)
         self.train_bal_acc = MulticlassAccuracy(num_classes=k, average="macro")
         self.val_metrics = MetricCollection(
@@ -108,13 +127,11 @@ class StageClassifier(L.LightningModule):
             # every epoch, so that sample is seen in other epochs.
             return None
         logits = self.net(x)
-        loss = F.cross_entropy(
-            logits, y, weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
-        )
+        loss = self.criterion(logits, y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"The training loss became {loss.item()} at epoch {self.current_epoch}, "
-                f"batch {batch_idx} (0-based). Lower train.lr (now {self.hparams.lr}), "
+                f"batch {batch_idx} (0-based). Lower model.optimizer.lr (now {self._lr()}), "
                 "keep trainer.gradient_clip_val set, "
                 "or check the cache for extreme pixel values."
             )
@@ -151,31 +168,25 @@ class StageClassifier(L.LightningModule):
             self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
         )
 
+    def on_train_epoch_end(self) -> None:
+        # The rate the epoch ended with, one value per epoch in metrics.csv.
+        self.log("lr", self._lr(), on_epoch=True, on_step=False, sync_dist=False)
+
+    def _lr(self) -> float:
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        return float(optimizers[0].param_groups[0]["lr"]) if optimizers else float("nan")
+
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        if hp.scheduler == "onecycle":
-            scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=hp.lr, total_steps=total
-            )
-        else:
-            steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
-            warmup = min(total - 1, math.ceil(hp.warmup_epochs * steps_per_epoch))
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(1, total - warmup)
-            )
-            if warmup > 0:
-                ramp = torch.optim.lr_scheduler.LinearLR(
-                    optimizer, start_factor=0.1, total_iters=warmup
-                )
-                scheduler = torch.optim.lr_scheduler.SequentialLR(
-                    optimizer, [ramp, cosine], milestones=[warmup]
-                )
-            else:
-                scheduler = cosine
+        scheduler = call_with_known(
+            self.scheduler_factory,
+            optimizer,
+            total_steps=total,
+            epochs=max(1, self.trainer.max_epochs or 1),
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

@@ -7,7 +7,7 @@ The run folder (``hydra.run.dir``) ends up holding:
 - ``metrics.csv`` (one row per epoch, with a ``fold`` column for k-fold) and ``training_curves.png``
 - ``checkpoints/best.pt`` (:mod:`pipeline.checkpoint`; one entry in ``folds`` per trained model)
 - Lightning's ``checkpoints/{best,last}.ckpt`` and ``logs/{csv,tensorboard}/`` -- under
-  ``fold_<i>/`` for each fold when ``train.folds`` > 1 (logs: one ``version_<n>`` per (re)start)
+  ``fold_<i>/`` for each fold when ``split.folds`` > 1 (logs: one ``version_<n>`` per (re)start)
 - ``summary.json`` (best epoch and validation metrics per fold)
 """
 
@@ -23,16 +23,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cache import IMAGES, MANIFEST, PreprocessedCohort
-from pipeline.checkpoint import Checkpoint, save_checkpoint
+from pipeline.checkpoint import BEST_PT, Checkpoint, FoldEntry, build_model, save_checkpoint
 from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash, to_container
-from pipeline.decision import ArgmaxRule
+from pipeline.inference import predict_probabilities
 from pipeline.models import input_channels, sized_model_config
 from pipeline.provenance import package_versions, write_pip_freeze
 from pipeline.train.cohort import (
+    ClassCounts,
     check_finite,
     class_indices,
     count_classes,
@@ -40,7 +42,7 @@ from pipeline.train.cohort import (
     rebuild_command,
 )
 from pipeline.train.errors import TrainError
-from pipeline.train.fold import fold_dir, train_fold
+from pipeline.train.fold import TrainContext, fold_rows, train_fold
 from pipeline.train.plots import plot_training_curves
 from pipeline.train.splits import (
     fold_subjects,
@@ -139,14 +141,14 @@ def _resolve_split(
     saved = run_dir / SPLIT_FILE
     if resume and saved.is_file():
         split, source = read_split(saved), str(saved)
-    elif cfg.train.split_file:
-        split, source = read_split(cfg.train.split_file), str(cfg.train.split_file)
+    elif cfg.split.file:
+        split, source = read_split(cfg.split.file), str(cfg.split.file)
     else:
         split = make_split(
             per_subject,
             classes,
-            val_fraction=float(cfg.train.val_fraction),
-            folds=int(cfg.train.folds),
+            val_fraction=float(cfg.split.val_fraction),
+            folds=int(cfg.split.folds),
             seed=int(cfg.seed),
         )
         source = "generated split"
@@ -176,13 +178,197 @@ def _write_run_files(run_dir: Path, cfg: DictConfig, split: pd.DataFrame, resume
         write_pip_freeze(run_dir)
 
 
-def _combined_history(run_dir: Path, n_folds: int) -> pd.DataFrame:
+def check_run_folder(run_dir: Path, cfg: DictConfig) -> None:
+    """A fresh run needs an empty folder, a resume one with checkpoints (rank 0 checks)."""
+    if not is_rank_zero():
+        return
+    resume = bool(cfg.train.resume)
+    if resume and not _has_training_state(run_dir):
+        raise TrainError(
+            f"train.resume=true but {run_dir} holds no checkpoints to resume. "
+            "Pass the interrupted run's folder: hydra.run.dir=<run folder> train.resume=true"
+        )
+    if not resume and _has_training_state(run_dir):
+        raise TrainError(
+            f"{run_dir} already holds a training run. Add train.resume=true to continue it, or "
+            "choose another hydra.run.dir."
+        )
+    if resume:
+        _warn_config_changes(run_dir, cfg)
+
+
+@dataclass(frozen=True)
+class LabelledCohort:
+    """The training cache with a class index per row and the per-subject label that stratifies."""
+
+    cohort: PreprocessedCohort
+    labels: np.ndarray
+    per_subject: pd.Series
+    counts: ClassCounts
+
+
+def labelled_cohort(cfg: DictConfig, overrides: Sequence[str]) -> LabelledCohort:
+    """Open the cache (recipe checked), check labels and pixels, permute for the leakage check."""
+    cohort = _load_cohort(cfg, overrides)
+    classes = [str(c) for c in cfg.data.classes]
+    labels = class_indices(cohort.manifest, classes, str(cohort.directory / MANIFEST))
+    if cfg.train.check_finite:
+        check_finite(cohort.images, cohort.manifest, str(cohort.directory / IMAGES))
+    subject_ids = cohort.manifest["subject_id"].astype(str)
+    per_subject = subject_labels(subject_ids, labels)
+    if cfg.train.shuffle_labels:
+        per_subject = shuffle_subject_labels(per_subject, int(cfg.seed))
+        labels = per_subject.loc[subject_ids].to_numpy(dtype=np.int64)
+        log.warning(
+            "train.shuffle_labels=true: subject labels are permuted (leakage check). Validation "
+            "balanced accuracy should land near chance (%.2f); this model is not for use.",
+            1 / len(classes),
+        )
+    counts = count_classes(subject_ids.tolist(), labels, classes)
+    return LabelledCohort(cohort, labels, per_subject, counts)
+
+
+def log_cohort(cfg: DictConfig, data: LabelledCohort) -> None:
+    """The class table, and what corrects for imbalance."""
+    counts = data.counts
+    log.info(
+        "Cohort %s (%d rows, images %s):\n%s",
+        cfg.data.name,
+        len(data.cohort),
+        tuple(data.cohort.images.shape),
+        counts.table(),
+    )
+    sampler = get_class(cfg.datamodule.sampler._target_)
+    balanced_sampler = bool(getattr(sampler, "balances_classes", False))
+    imbalance = max(counts.subjects) / max(1, min(counts.subjects))
+    if imbalance > 1.5:
+        log.info(
+            "Classes are imbalanced (largest/smallest = %.1f); handled by model.class_weight=%s, "
+            "sampler %s.",
+            imbalance,
+            cfg.model.get("class_weight"),
+            sampler.__name__,
+        )
+    if cfg.model.get("class_weight") is not None and balanced_sampler:
+        log.warning(
+            "model.class_weight and sampler=balanced both correct for class imbalance; use one."
+        )
+
+
+def train_context(
+    cfg: DictConfig, run_dir: Path, data: LabelledCohort, overrides: Sequence[str]
+) -> TrainContext:
+    """The split (made, reused or read back) and what every fold shares."""
+    classes = [str(c) for c in cfg.data.classes]
+    resume = bool(cfg.train.resume)
+    split = _resolve_split(cfg, run_dir, data.per_subject, classes, resume)
+    _log_split(split, data.per_subject, classes)
+    _write_run_files(run_dir, cfg, split, resume)
+    n_slices = int(data.cohort.images.shape[1])
+    network = sized_model_config(
+        to_container(cfg.model.net),
+        input_channels(str(cfg.data.slice_mode), n_slices),
+        len(classes),
+    )
+    return TrainContext(
+        cohort=data.cohort,
+        labels=data.labels,
+        split=split,
+        run_dir=run_dir,
+        network=network,
+        resume=resume,
+        resume_command=_command(overrides, f"hydra.run.dir={run_dir}", "train.resume=true"),
+    )
+
+
+def fit_decision_rule(cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEntry]) -> Any:
+    """``conf/decision`` fitted on the validation subjects: each fold's model on its own ones
+    (out-of-fold predictions for k-fold), the rows' class indices as truth."""
+    rule = instantiate(cfg.decision, _convert_="all")
+    probs, labels = [], []
+    for fold, entry in enumerate(folds):
+        model = build_model(ctx.network)
+        model.load_state_dict(entry.state_dict)
+        rows = fold_rows(ctx, fold).val
+        probs.append(
+            predict_probabilities(
+                model, ctx.cohort.images[rows], str(cfg.data.slice_mode), device="cpu"
+            )
+        )
+        labels.append(ctx.labels[rows])
+    fitted = rule.fit(np.concatenate(probs), np.concatenate(labels))
+    log.info("Decision rule: %s", fitted.describe())
+    return fitted
+
+
+def build_checkpoint(
+    cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEntry], decision: Any
+) -> Checkpoint:
+    """The ``best.pt`` of the run."""
+    return Checkpoint(
+        classes=tuple(str(c) for c in cfg.data.classes),
+        network=ctx.network,
+        slice_mode=str(cfg.data.slice_mode),
+        recipe=ctx.cohort.preprocessing,
+        recipe_hash=ctx.cohort.preprocessing_hash,
+        folds=tuple(folds),
+        decision=decision,
+        train_config=_config_tree(cfg),
+        data_name=str(cfg.data.name),
+        versions=package_versions(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        shuffle_labels=bool(cfg.train.shuffle_labels),
+    )
+
+
+def write_history(ctx: TrainContext, folds: Sequence[FoldEntry]) -> None:
+    """The run's ``metrics.csv`` (all folds, with a ``fold`` column for k-fold) and curves."""
     frames = []
-    for fold in range(n_folds):
-        path = fold_dir(run_dir, fold, n_folds) / "metrics.csv"
+    for fold in range(ctx.n_folds):
+        path = ctx.fold_dir(fold) / "metrics.csv"
         if path.is_file():
             frames.append(pd.read_csv(path).assign(fold=fold))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return
+    history = pd.concat(frames, ignore_index=True)
+    if ctx.n_folds > 1:
+        write_csv(ctx.run_dir / "metrics.csv", history)
+    plot_training_curves(
+        history,
+        ctx.run_dir / "training_curves.png",
+        {i: f.best_epoch for i, f in enumerate(folds)},
+    )
+
+
+def write_summary(
+    cfg: DictConfig,
+    ctx: TrainContext,
+    data: LabelledCohort,
+    best_path: Path,
+    folds: Sequence[FoldEntry],
+    seconds: float,
+) -> TrainResult:
+    """``summary.json``: class counts, each fold's best epoch and validation scores, time."""
+    classes = [str(c) for c in cfg.data.classes]
+    summary = [{"fold": i, **f.summary()} for i, f in enumerate(folds)]
+    result = TrainResult(run_dir=ctx.run_dir, checkpoint=best_path, folds=summary)
+    write_json(
+        ctx.run_dir / "summary.json",
+        {
+            "data_name": str(cfg.data.name),
+            "classes": classes,
+            "class_counts": {
+                "subjects": dict(zip(classes, data.counts.subjects, strict=True)),
+                "sessions": dict(zip(classes, data.counts.rows, strict=True)),
+            },
+            "shuffle_labels": bool(cfg.train.shuffle_labels),
+            "folds": summary,
+            "mean_val_bal_acc": result.mean_val_bal_acc,
+            "checkpoint": str(best_path),
+            "seconds": round(seconds, 1),
+        },
+    )
+    return result
 
 
 def train(
@@ -195,131 +381,17 @@ def train(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    tc = cfg.train
-    resume = bool(tc.resume)
-    if is_rank_zero():
-        if resume and not _has_training_state(run_dir):
-            raise TrainError(
-                f"train.resume=true but {run_dir} holds no checkpoints to resume. "
-                "Pass the interrupted run's folder: hydra.run.dir=<run folder> train.resume=true"
-            )
-        if not resume and _has_training_state(run_dir):
-            raise TrainError(
-                f"{run_dir} already holds a training run. Add train.resume=true to continue it, or "
-                "choose another hydra.run.dir."
-            )
-        if resume:
-            _warn_config_changes(run_dir, cfg)
-
-    cohort = _load_cohort(cfg, command_overrides)
-    classes = [str(c) for c in cfg.data.classes]
-    source = str(cohort.directory / MANIFEST)
-    labels = class_indices(cohort.manifest, classes, source)
-    if tc.check_finite:
-        check_finite(cohort.images, cohort.manifest, str(cohort.directory / IMAGES))
-    subject_ids = cohort.manifest["subject_id"].astype(str)
-    per_subject = subject_labels(subject_ids, labels)
-    if tc.shuffle_labels:
-        per_subject = shuffle_subject_labels(per_subject, int(cfg.seed))
-        labels = per_subject.loc[subject_ids].to_numpy(dtype=np.int64)
-        log.warning(
-            "train.shuffle_labels=true: subject labels are permuted (leakage check). Validation "
-            "balanced accuracy should land near chance (%.2f); this model is not for use.",
-            1 / len(classes),
-        )
-    counts = count_classes(subject_ids.tolist(), labels, classes)
-    log.info(
-        "Cohort %s (%d rows, images %s):\n%s",
-        cfg.data.name,
-        len(cohort),
-        tuple(cohort.images.shape),
-        counts.table(),
-    )
-    imbalance = max(counts.subjects) / max(1, min(counts.subjects))
-    if imbalance > 1.5:
-        log.info(
-            "Classes are imbalanced (largest/smallest = %.1f); handled by train.class_weights=%s, "
-            "train.sampler=%s.",
-            imbalance,
-            tc.class_weights,
-            tc.sampler,
-        )
-    if tc.class_weights == "balanced" and tc.sampler == "balanced":
-        log.warning(
-            "train.class_weights=balanced and train.sampler=balanced both correct for "
-            "imbalance; use one."
-        )
-
-    split = _resolve_split(cfg, run_dir, per_subject, classes, resume)
-    n_folds = int(split["fold"].astype(int).max()) + 1
-    _log_split(split, per_subject, classes)
-    _write_run_files(run_dir, cfg, split, resume)
-
-    n_slices = int(cohort.images.shape[1])
-    model_config = sized_model_config(
-        to_container(cfg.model), input_channels(str(cfg.data.slice_mode), n_slices), len(classes)
-    )
-    resume_command = _command(command_overrides, f"hydra.run.dir={run_dir}", "train.resume=true")
-    entries = [
-        train_fold(
-            cfg,
-            cohort=cohort,
-            labels=labels,
-            split=split,
-            fold=fold,
-            n_folds=n_folds,
-            run_dir=run_dir,
-            model_config=model_config,
-            resume=resume,
-            resume_command=resume_command,
-        )
-        for fold in range(n_folds)
-    ]
+    check_run_folder(run_dir, cfg)
+    data = labelled_cohort(cfg, command_overrides)
+    log_cohort(cfg, data)
+    ctx = train_context(cfg, run_dir, data, command_overrides)
+    entries = [train_fold(cfg, ctx, fold) for fold in range(ctx.n_folds)]
     if not is_rank_zero() or any(e is None for e in entries):
         return TrainResult(run_dir=run_dir, checkpoint=None, folds=[])
     folds = [e for e in entries if e is not None]
-
-    checkpoint = Checkpoint(
-        classes=tuple(classes),
-        network=model_config,
-        slice_mode=str(cfg.data.slice_mode),
-        recipe=cohort.preprocessing,
-        recipe_hash=cohort.preprocessing_hash,
-        folds=tuple(folds),
-        decision=ArgmaxRule(),
-        train_config=_config_tree(cfg),
-        data_name=str(cfg.data.name),
-        versions=package_versions(),
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        shuffle_labels=bool(tc.shuffle_labels),
+    decision = fit_decision_rule(cfg, ctx, folds)
+    best_path = save_checkpoint(
+        run_dir / "checkpoints" / BEST_PT, build_checkpoint(cfg, ctx, folds, decision)
     )
-    best_path = save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
-
-    history = _combined_history(run_dir, n_folds)
-    if n_folds > 1 and not history.empty:
-        write_csv(run_dir / "metrics.csv", history)
-    if not history.empty:
-        plot_training_curves(
-            history,
-            run_dir / "training_curves.png",
-            {i: f.best_epoch for i, f in enumerate(folds)},
-        )
-    summary = [{"fold": i, **f.summary()} for i, f in enumerate(folds)]
-    result = TrainResult(run_dir=run_dir, checkpoint=best_path, folds=summary)
-    write_json(
-        run_dir / "summary.json",
-        {
-            "data_name": str(cfg.data.name),
-            "classes": classes,
-            "class_counts": {
-                "subjects": dict(zip(classes, counts.subjects, strict=True)),
-                "sessions": dict(zip(classes, counts.rows, strict=True)),
-            },
-            "shuffle_labels": bool(tc.shuffle_labels),
-            "folds": summary,
-            "mean_val_bal_acc": result.mean_val_bal_acc,
-            "checkpoint": str(best_path),
-            "seconds": round(time.perf_counter() - started, 1),
-        },
-    )
-    return result
+    write_history(ctx, folds)
+    return write_summary(cfg, ctx, data, best_path, folds, time.perf_counter() - started)

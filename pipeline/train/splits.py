@@ -1,8 +1,8 @@
 """Leakage-free subject splits: by subject (all sessions together), stratified by label.
 
 A split is a table with one row per (subject, fold): ``subject_id``, ``fold``, ``role``
-(``train`` or ``val``). A plain run has fold 0 only; ``train.folds=k`` has k folds in which every
-subject is validated exactly once. The run folder keeps it as ``split.csv``; ``train.split_file``
+(``train`` or ``val``). A plain run has fold 0 only; ``split.folds=k`` has k folds in which every
+subject is validated exactly once. The run folder keeps it as ``split.csv``; ``split.file``
 reads one back (its ``fold`` column may be omitted for a single split).
 """
 
@@ -75,19 +75,19 @@ def make_split(
         parts = list(splitter.split(subjects, labels))
     elif folds == 1:
         if not 0.0 < val_fraction < 1.0:
-            raise SplitError(f"train.val_fraction must be between 0 and 1, got {val_fraction}")
+            raise SplitError(f"split.val_fraction must be between 0 and 1, got {val_fraction}")
         _check_class_sizes(labels, classes, 2, "a train/validation split")
         n_val = math.ceil(val_fraction * len(subjects))
         if n_val < k or len(subjects) - n_val < k:
             raise SplitError(
-                f"train.val_fraction={val_fraction} puts {n_val} of {len(subjects)} subjects in "
+                f"split.val_fraction={val_fraction} puts {n_val} of {len(subjects)} subjects in "
                 f"validation; both sides need at least one subject per class ({k}). "
                 f"Class counts: {_counts_text(labels, classes)}."
             )
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
         parts = list(splitter.split(subjects, labels))
     else:
-        raise SplitError(f"train.folds must be 1 (one split) or more, got {folds}")
+        raise SplitError(f"split.folds must be 1 (one split) or more, got {folds}")
     rows = []
     for fold, (train_idx, val_idx) in enumerate(parts):
         rows.append(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def resolve_trainer_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_workers(setting: int | str, accelerator: str) -> int:
-    """``train.num_workers``: ``auto`` reads in the training process on CPU (the cores are busy
+    """``datamodule.num_workers``: ``auto`` reads in the training process on CPU (the cores are busy
     with the network; a memory-mapped batch read takes about a millisecond), and uses up to
     four workers on GPU where the host is otherwise idle."""
     if setting != AUTO:
@@ -81,16 +81,16 @@ def data_workers(setting: int | str, accelerator: str) -> int:
     return max(0, min(4, cores // max(1, torch.cuda.device_count()) - 1))
 
 
-def build_loggers(fold_dir: Path) -> list[Logger]:
-    """CSV and TensorBoard loggers in ``<fold_dir>/logs/{csv,tensorboard}/version_<n>/``.
+def build_loggers(configs: Mapping[str, Any], fold_dir: Path) -> list[Logger]:
+    """Instantiate ``conf/logger`` in order; a ``save_dir: null`` becomes ``<fold_dir>/logs``.
 
-    A resumed run starts a new version folder instead of overwriting the earlier logs.
+    A resumed run starts a new ``version_<n>`` folder instead of overwriting the earlier logs.
     """
-    logs = fold_dir / "logs"
-    return [
-        CSVLogger(save_dir=logs, name="csv"),
-        TensorBoardLogger(save_dir=logs, name="tensorboard", default_hp_metric=False),
-    ]
+    loggers = []
+    for config in configs.values():
+        extra = {"save_dir": str(fold_dir / "logs")} if config.get("save_dir", ...) is None else {}
+        loggers.append(instantiate(config, **extra, _convert_="all"))
+    return loggers
 
 
 def build_trainer(
@@ -98,7 +98,7 @@ def build_trainer(
     *,
     fold_dir: Path,
     callbacks: Sequence[Callback],
-    loggers: Sequence[Logger] | None = None,
+    loggers: Sequence[Logger],
 ) -> L.Trainer:
     """Instantiate ``conf/trainer`` (a ``lightning.Trainer`` ``_target_``) for one fold."""
     settings = resolve_trainer_settings(dict(trainer_cfg))
@@ -107,7 +107,7 @@ def build_trainer(
         settings,
         default_root_dir=str(fold_dir),
         callbacks=list(callbacks),
-        logger=list(loggers) if loggers is not None else build_loggers(fold_dir),
+        logger=list(loggers),
         _convert_="all",
     )
     return trainer

@@ -27,9 +27,9 @@ def test_a_trained_checkpoint_on_a_raw_held_out_cohort(
     run_dir = tmp_path / "runs" / "train"
     train(
         fakes.compose(
-            tmp_path, "train", "data.name=dev", *SMALL, "model.channels=[8,16]",
+            tmp_path, "train", "data.name=dev", *SMALL, "model.net.channels=[8,16]",
             "trainer.max_epochs=2", "trainer.min_epochs=1", "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false", "train.batch_size=8",
+            "trainer.enable_model_summary=false", "datamodule.batch_size=8",
         ),
         run_dir,
     )  # fmt: skip

@@ -26,13 +26,13 @@ from tests.helpers import compose_in, write_cache
 FAST_OVERRIDES = (
     "data.name=fake",
     "normalize.size=32",
-    "model.channels=[8,16,32]",
+    "model.net.channels=[8,16,32]",
     "trainer.max_epochs=3",
     "trainer.min_epochs=1",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "trainer.log_every_n_steps=1",
-    "train.batch_size=16",
+    "datamodule.batch_size=16",
 )
 
 #: Ventricle radius per class, as a fraction of the image size.

@@ -11,11 +11,11 @@ from pipeline.train.__main__ import main
 FAST = [
     "data.name=fake",
     "normalize.size=32",
-    "model.channels=[8,16]",
+    "model.net.channels=[8,16]",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
-    "train.batch_size=16",
+    "datamodule.batch_size=16",
 ]
 
 
@@ -44,14 +44,14 @@ def test_missing_cache_hint_keeps_the_cohort_group_and_classes(tmp_path, monkeyp
             "data=custom",
             "data.name=nothere",
             "data.classes=[CN,AD]",
-            "train.lr=0.01",
+            "model.optimizer.lr=0.01",
             f"hydra.run.dir={tmp_path / 'run'}",
         )
     hint = next(
         line for line in capsys.readouterr().err.splitlines() if "pipeline.preprocess" in line
     )
     assert "data=custom" in hint and "data.classes=[CN,AD]" in hint
-    assert "train.lr" not in hint  # training settings do not belong in the preprocess command
+    assert "model.optimizer.lr" not in hint  # training settings are not preprocess settings
 
 
 def test_cache_with_another_recipe_is_refused(
@@ -80,7 +80,7 @@ def test_run_prints_folder_and_checkpoint(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fake_cache(
-        train_cfg(f"paths.cache={tmp_path / 'cache'}", "model.channels=[8,16]"), n_subjects=20
+        train_cfg(f"paths.cache={tmp_path / 'cache'}", "model.net.channels=[8,16]"), n_subjects=20
     )
     _run(monkeypatch, *FAST, "hydra.run.dir=runs/cli")
     out = capsys.readouterr().out
@@ -98,10 +98,10 @@ def test_multirun_gives_each_job_its_own_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     fake_cache(train_cfg(f"paths.cache={tmp_path / 'cache'}"), n_subjects=20)
-    _run(monkeypatch, "-m", *FAST, "train.lr=0.001,0.003", "hydra.sweep.dir=sweep")
+    _run(monkeypatch, "-m", *FAST, "model.optimizer.lr=0.001,0.003", "hydra.sweep.dir=sweep")
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert len(jobs) == 2
-    assert "train.lr=0.001" in jobs[0].name and "train.lr=0.003" in jobs[1].name
+    assert "model.optimizer.lr=0.001" in jobs[0].name and "model.optimizer.lr=0.003" in jobs[1].name
     for job in jobs:
         assert (job / "checkpoints" / "best.pt").is_file()
         assert (job / "split.csv").is_file()

@@ -47,7 +47,8 @@ def test_dataset_pickles_without_the_pixels(tmp_path) -> None:
 
 
 def test_shuffle_sampler_depends_on_seed_and_epoch_only() -> None:
-    a, b = EpochShuffleSampler(50, seed=1), EpochShuffleSampler(50, seed=1)
+    labels = np.zeros(50, dtype=int)
+    a, b = EpochShuffleSampler(labels, seed=1), EpochShuffleSampler(labels, seed=1)
     first = list(a)
     assert sorted(first) == list(range(50))
     assert list(b) == first
@@ -66,6 +67,21 @@ def test_balanced_sampler_draws_classes_equally() -> None:
         counts.update(labels[list(sampler)])
     shares = np.array([counts[c] for c in range(3)]) / sum(counts.values())
     assert np.allclose(shares, 1 / 3, atol=0.03)
+    assert len(list(sampler)) == len(labels)
+
+
+def test_balanced_sampler_order_depends_on_seed_and_epoch_only() -> None:
+    """A resumed run builds a new sampler at epoch k: it must draw what the old one drew."""
+    labels = np.array([0] * 30 + [1] * 6 + [2] * 4)
+    running = ClassBalancedSampler(labels, seed=3)
+    draws = []
+    for epoch in range(4):
+        running.set_epoch(epoch)
+        draws.append(list(running))
+    resumed = ClassBalancedSampler(labels, seed=3)
+    resumed.set_epoch(2)
+    assert list(resumed) == draws[2] and draws[2] != draws[3]
+    assert list(resumed) == draws[2]  # iterating twice in one epoch repeats it too
 
 
 def test_datamodule_batches_rows_with_their_labels(tmp_path) -> None:

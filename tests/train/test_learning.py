@@ -20,7 +20,8 @@ from pipeline.train import train
 
 pytestmark = pytest.mark.slow
 
-LEARN = ("trainer.max_epochs=15", "train.batch_size=8", "train.lr=3e-3")  # small, fast settings
+#: Small, fast settings.
+LEARN = ("trainer.max_epochs=15", "datamodule.batch_size=8", "model.optimizer.lr=3e-3")
 
 
 def _pca_logistic_bal_acc(cache, run) -> float:
@@ -44,7 +45,7 @@ def _pca_logistic_bal_acc(cache, run) -> float:
 def test_default_model_learns_above_a_linear_baseline(
     tmp_path, train_cfg, fake_cache, quick_freeze
 ) -> None:
-    cfg = train_cfg(*LEARN, "train.val_fraction=0.3")
+    cfg = train_cfg(*LEARN, "split.val_fraction=0.3")
     cache = fake_cache(cfg, n_subjects=90)
     result = train(cfg, tmp_path / "run")
     cnn = result.mean_val_bal_acc
@@ -79,8 +80,8 @@ def test_default_model_learns_the_demo_cohort_above_a_linear_baseline(tmp_path, 
             "trainer.min_epochs=10",
             "trainer.enable_progress_bar=false",
             "trainer.enable_model_summary=false",
-            "train.val_fraction=0.3",
-            "train.batch_size=16",
+            "split.val_fraction=0.3",
+            "datamodule.batch_size=16",
         ],
     )
     cache = preprocess_cohort(pre)
@@ -96,7 +97,7 @@ def test_shuffled_labels_land_near_chance(tmp_path, train_cfg, fake_cache, quick
     """The same learnable cohort (see the first test: 0.8+) with labels permuted by subject:
     nothing is left to learn, so validation stays at chance, 1/3, both for the saved (best)
     epoch and on average over the epochs. 90 validation subjects keep the noise near 0.05."""
-    cfg = train_cfg(*LEARN, "train.val_fraction=0.5", "train.shuffle_labels=true")
+    cfg = train_cfg(*LEARN, "split.val_fraction=0.5", "train.shuffle_labels=true")
     fake_cache(cfg, n_subjects=180)
     result = train(cfg, tmp_path / "run")
     per_epoch = pd.read_csv(tmp_path / "run" / "metrics.csv")["val_bal_acc"].dropna()

@@ -35,7 +35,7 @@ CASES = [
 @pytest.mark.parametrize(("name", "slice_mode"), CASES)
 def test_model_config_builds_and_runs(name: str, slice_mode: str) -> None:
     cfg = compose("train", [f"model={name}", f"data.slice_mode={slice_mode}"])
-    config = sized_model_config(to_container(cfg.model), input_channels(slice_mode, 3), 3)
+    config = sized_model_config(to_container(cfg.model.net), input_channels(slice_mode, 3), 3)
     assert "pretrained" not in config or config["pretrained"] is False
     model = build_model(config).eval()
     channels = 3 if slice_mode == "channels" else 1

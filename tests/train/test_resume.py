@@ -19,7 +19,7 @@ from pipeline.train.module import StageClassifier
 
 pytestmark = pytest.mark.slow
 
-RUN = ("trainer.max_epochs=4", "train.early_stopping.patience=100")
+RUN = ("trainer.max_epochs=4", "callbacks.early_stopping.patience=100")
 
 
 class SimulatedCrash(RuntimeError):
@@ -66,12 +66,12 @@ def test_resume_of_a_finished_kfold_run_reuses_the_folds(
     tmp_path, train_cfg, fake_cache, quick_freeze, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="pipeline.train")
-    cfg = train_cfg("trainer.max_epochs=1", "train.folds=2")
+    cfg = train_cfg("trainer.max_epochs=1", "split.folds=2")
     fake_cache(cfg, n_subjects=20)
     train(cfg, tmp_path / "run")
     first = load_checkpoint(tmp_path / "run")
     (tmp_path / "run" / "checkpoints" / "best.pt").unlink()  # e.g. killed while writing it
-    train(train_cfg("trainer.max_epochs=1", "train.folds=2", "train.resume=true"), tmp_path / "run")
+    train(train_cfg("trainer.max_epochs=1", "split.folds=2", "train.resume=true"), tmp_path / "run")
     assert caplog.text.count("finished before the interruption") == 2
     again = load_checkpoint(tmp_path / "run")
     for fa, fb in zip(first.folds, again.folds, strict=True):
@@ -83,11 +83,11 @@ def test_ctrl_c_leaves_a_resumable_last_checkpoint(tmp_path, train_cfg, fake_cac
         f"paths.cache={tmp_path / 'cache'}",
         "data.name=fake",
         "normalize.size=32",
-        "model.channels=[8,16,32]",
+        "model.net.channels=[8,16,32]",
         "trainer.max_epochs=500",
         "trainer.enable_progress_bar=false",
-        "train.early_stopping.patience=1000",
-        "train.batch_size=16",
+        "callbacks.early_stopping.patience=1000",
+        "datamodule.batch_size=16",
     ]
     cfg = train_cfg(*overrides[1:])
     fake_cache(cfg, n_subjects=24)

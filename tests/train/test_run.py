@@ -59,7 +59,7 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     )
     assert raw.recipe["normalize"]["size"] == 32
     assert raw.data_name == "fake" and "torch" in raw.versions
-    assert raw.train_config["train"]["lr"] == cfg.train.lr
+    assert raw.train_config["model"]["optimizer"]["lr"] == cfg.model.optimizer.lr
     assert len(raw.folds) == 1
     fold = raw.folds[0]
     assert fold.best_epoch in (0, 1)
@@ -86,10 +86,10 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
 
 def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_freeze) -> None:
     cfg = train_cfg(
-        "train.folds=3",
+        "split.folds=3",
         "trainer.max_epochs=1",
-        "train.sampler=balanced",
-        "train.class_weights=none",
+        "sampler=balanced",
+        "model.class_weight=null",
     )
     fake_cache(cfg, n_subjects=30)
     run = tmp_path / "run"
@@ -112,7 +112,7 @@ def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_
 def test_slices_mode_trains_a_one_channel_model(
     tmp_path, train_cfg, fake_cache, quick_freeze
 ) -> None:
-    cfg = train_cfg("data.slice_mode=slices", "trainer.max_epochs=1", "train.scheduler=onecycle")
+    cfg = train_cfg("data.slice_mode=slices", "trainer.max_epochs=1", "scheduler=onecycle")
     cache = fake_cache(cfg, n_subjects=24)
     train(cfg, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run")
@@ -128,7 +128,7 @@ def test_split_file_is_reused(tmp_path, train_cfg, fake_cache, quick_freeze) -> 
     fake_cache(cfg, n_subjects=24)
     train(cfg, tmp_path / "first")
     other = train_cfg(
-        "trainer.max_epochs=1", "seed=2", f"train.split_file={tmp_path / 'first' / 'split.csv'}"
+        "trainer.max_epochs=1", "seed=2", f"split.file={tmp_path / 'first' / 'split.csv'}"
     )
     train(other, tmp_path / "second")
     a, b = load_checkpoint(tmp_path / "first"), load_checkpoint(tmp_path / "second")
@@ -154,7 +154,7 @@ def test_overflowing_pixels_stop_with_epoch_and_batch(
     # finite (so the up-front check passes) but the first convolution overflows to inf
     np.save(cache / "images.npy", np.clip(images, 0.0, 1.0) * np.float32(3e38))
     with pytest.raises(
-        NonFiniteLossError, match=r"at epoch 0, batch 0 \(0-based\)\. Lower train.lr"
+        NonFiniteLossError, match=r"at epoch 0, batch 0 \(0-based\)\. Lower model.optimizer.lr"
     ):
         train(cfg, tmp_path / "run")
 
@@ -164,7 +164,7 @@ def test_nan_loss_names_epoch_and_batch() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.full((x.shape[0], 3), float("nan"))
 
-    module = StageClassifier(NaNNet(), ["CN", "MCI", "AD"])
+    module = StageClassifier(NaNNet(), torch.optim.AdamW, classes=["CN", "MCI", "AD"])
     batch = {"image": torch.zeros(4, 3, 8, 8), "label": torch.tensor([0, 1, 2, 0])}
     with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 0, batch 5"):
         module.training_step(batch, 5)
@@ -172,7 +172,9 @@ def test_nan_loss_names_epoch_and_batch() -> None:
 
 def test_a_lone_sample_batch_is_skipped_not_fatal() -> None:
     module = StageClassifier(
-        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(12)), ["CN", "MCI", "AD"]
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(12)),
+        torch.optim.AdamW,
+        classes=["CN", "MCI", "AD"],
     )
     batch = {"image": torch.zeros(1, 3, 2, 2), "label": torch.tensor([1])}
     assert module.training_step(batch, 0) is None
