@@ -19,6 +19,12 @@ Compares, on the same subjects and the same (page-cached) files:
 and the peak resident memory of a preprocess worker for two cohort sizes (it must not grow with
 the cohort). Each (a) run is a fresh child process, so memory figures do not mix. Prints ratios
 (targets: a/b >= 5) and a Markdown table the README can quote.
+
+``--volume`` measures 3D volumes instead (:func:`volume_benchmark`): a demo-generator cohort
+whose T1 is a sagittal 3D volume (``--volume-slices`` frames of 256 x 256 at 1 mm), resliced
+to axial by ``preprocess_cohort``, against MONAI ``LoadImage(PydicomReader)`` plus
+``Orientation("RAS")`` and the middle three axial slices, in the same run (target >= 3x), with
+the worker's peak memory for two cohort sizes.
 """
 
 from __future__ import annotations
@@ -116,8 +122,10 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
-def run_ours(root: Path, labels: Path, cache: Path, name: str, workers: int) -> dict:
-    overrides = [
+def run_ours(
+    root: Path, labels: Path, cache: Path, name: str, workers: int, extra: tuple[str, ...] = ()
+) -> dict:
+    overrides = [*extra,
         f"data.root={root}",
         f"data.labels={labels}",
         f"data.name={name}",
@@ -198,6 +206,91 @@ def pydicom_baseline(root: Path, subject_ids: list[str]) -> Clock:
 
 
 # --------------------------------------------------------------------------------------------
+# --volume: 3D sagittal volumes resliced to axial
+
+
+def sagittal_volume_settings(n_slices: int) -> dict:
+    """Generator overrides for a sagittal MP-RAGE-like T1 (pipeline/synthetic, data/README)."""
+    return {
+        "acquisition": "sagittal_3d",
+        "n_slices": n_slices,
+        "slice_spacing_mm": [1.0, 1.0],
+        "thickness_fraction": [1.0, 1.0],
+        "matrix": [[256, 256]],
+        "fov_mm": [256.0, 256.0],
+    }
+
+
+def monai_volume_baseline(series: dict[str, list[Path]], scratch: Path) -> Clock:
+    """LoadImage(PydicomReader) of each series, Orientation to RAS, the middle 3 axial slices."""
+    from monai.data import PydicomReader
+    from monai.transforms import Compose, LoadImage, Orientation
+
+    folders = {}
+    for sid, files in series.items():  # one folder per series, as LoadImage expects (untimed)
+        folder = scratch / "volume_series" / sid
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (folder / f.name).symlink_to(f)
+        folders[sid] = folder
+    load = Compose(
+        [
+            LoadImage(reader=PydicomReader(), image_only=True, ensure_channel_first=True),
+            Orientation(axcodes="RAS"),
+        ]
+    )
+    with Clock() as clock:
+        for folder in folders.values():
+            volume = load(str(folder))
+            mid = volume.shape[-1] // 2
+            _ = np.asarray(volume[0, :, :, mid - 1 : mid + 2])
+    return clock
+
+
+def volume_benchmark(args: argparse.Namespace, scratch: Path) -> None:
+    """Ours (``preprocess_cohort``, reslicing) against MONAI load + reorient, same subjects."""
+    from pipeline.synthetic import generate_cohort
+
+    t = time.perf_counter()
+    settings = sagittal_volume_settings(args.volume_slices)
+    generate_cohort(scratch / "volumes", n_subjects=args.subjects, seed=0, workers=2, **settings)
+    root, labels = scratch / "volumes" / "dicom", scratch / "volumes" / "labels.csv"
+    print(f"generated {args.subjects} sagittal 3D subjects ({args.volume_slices} frames of "
+          f"256 x 256) in {time.perf_counter() - t:.1f} s")
+    ids = sorted(p.name for p in root.iterdir() if p.is_dir())
+    n_small = min(args.small, len(ids))
+    extra = ("slices.expected=null",)
+    pydicom_baseline(root, ids)  # warm the page cache and imports for every contender
+    cache = scratch / "volume_cache"
+    ours = run_ours(root, labels, cache, "volumes", args.workers, extra)
+    ours_1 = run_ours(root, labels, cache, "volumes1", 1, extra)
+    small = run_ours(root, labels_subset(labels, n_small, scratch), cache, "volumes_small",
+                     args.workers, extra)
+    base_ids = ids[: min(args.baseline_subjects, len(ids))]
+    monai = monai_volume_baseline(series_files(root, base_ids), scratch)
+    runs = {
+        f"(a) preprocess, resliced to axial, {args.workers} workers": (
+            ours["accepted"], ours["seconds"], ours["cpu_seconds"]),
+        "(a) the same, 1 process": (ours_1["accepted"], ours_1["seconds"], ours_1["cpu_seconds"]),
+        "(b) MONAI LoadImage(PydicomReader) + Orientation(RAS) + middle 3": (
+            len(base_ids), monai.wall, monai.cpu),
+    }
+    rate = {k: n / wall for k, (n, wall, _) in runs.items()}
+    cpu_ms = {k: 1000 * cpu / n for k, (n, _, cpu) in runs.items()}
+    first, single, baseline = list(runs)
+    print(f"\n3D volumes: {len(ids)} subjects in (a) ({ours['accepted']} accepted), "
+          f"{len(base_ids)} in (b); load average {os.getloadavg()[0]:.1f}\n")
+    print("| method | subjects/s | CPU ms per subject |")
+    print("|---|---:|---:|")
+    for label in runs:
+        print(f"| {label} | {rate[label]:.1f} | {cpu_ms[label]:.0f} |")
+    print(
+        f"\nratios (target >= 3): a/b = {rate[first] / rate[baseline]:.1f} with "
+        f"{args.workers} workers, {rate[single] / rate[baseline]:.1f} in one process; CPU per "
+        f"subject b/a = {cpu_ms[baseline] / cpu_ms[single]:.1f}; worker peak RSS "
+        f"{n_small} -> {len(ids)} subjects: {small['worker_peak_rss_mb']:.0f} -> "
+        f"{ours['worker_peak_rss_mb']:.0f} MB"
+    )
 
 
 def labels_subset(labels: Path, n: int, scratch: Path) -> Path:
@@ -222,10 +315,18 @@ def main() -> None:
         "--baseline-subjects", type=int, default=24, help="subjects timed in (b), (c)"
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--volume", action="store_true", help="3D sagittal volumes resliced to axial instead"
+    )
+    parser.add_argument("--volume-slices", type=int, default=170, help="--volume: frames")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.volume:
+        with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
+            volume_benchmark(args, Path(tmp))
         return
 
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
