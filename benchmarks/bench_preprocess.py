@@ -168,18 +168,24 @@ def series_files(root: Path, subject_ids: list[str]) -> dict[str, list[Path]]:
     return out
 
 
+def series_folders(series: dict[str, list[Path]], under: Path) -> dict[str, Path]:
+    """One folder of links per series, as LoadImage expects (untimed set-up)."""
+    folders = {}
+    for sid, files in series.items():
+        folder = under / sid
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            (folder / f.name).symlink_to(f)
+        folders[sid] = folder
+    return folders
+
+
 def monai_baseline(series: dict[str, list[Path]], scratch: Path) -> Clock:
     """LoadImage(PydicomReader) of each series folder, then the middle three slices."""
     from monai.data import PydicomReader
     from monai.transforms import LoadImage
 
-    folders = {}
-    for sid, files in series.items():  # one folder per series, as LoadImage expects (untimed)
-        folder = scratch / "series" / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (folder / f.name).symlink_to(f)
-        folders[sid] = folder
+    folders = series_folders(series, scratch / "series")
     loader = LoadImage(reader=PydicomReader(), image_only=True)
     with Clock() as clock:
         for folder in folders.values():
@@ -226,13 +232,7 @@ def monai_volume_baseline(series: dict[str, list[Path]], scratch: Path) -> Clock
     from monai.data import PydicomReader
     from monai.transforms import Compose, LoadImage, Orientation
 
-    folders = {}
-    for sid, files in series.items():  # one folder per series, as LoadImage expects (untimed)
-        folder = scratch / "volume_series" / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (folder / f.name).symlink_to(f)
-        folders[sid] = folder
+    folders = series_folders(series, scratch / "volume_series")
     load = Compose(
         [
             LoadImage(reader=PydicomReader(), image_only=True, ensure_channel_first=True),

@@ -13,7 +13,12 @@ axis instead, for acquisitions whose field of view is not centred on the head. I
 on each (:func:`pipeline.preprocess.head.head_mask`), and takes the extent as the span
 where that area is at least ``slices.brain_area_fraction`` of the largest, with the ends
 interpolated between samples. The block is then moved inside the stack if it would run over an
-end.
+end. It works on resliced volumes too (the samples are slices of the output plane).
+
+``slices.mode: template`` centres the block on the slice through a fixed point of the MNI152
+template, ``slices.template_point_mm``, after an affine registration of the template to the
+subject (:mod:`pipeline.preprocess.template`): the same anatomy for every subject, whatever
+the slab placement, for 2D and 3D inputs alike. It decodes the whole stack.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from pipeline.preprocess.head import head_mask
 
 CENTER = "center"
 BRAIN = "brain"
-MODES = (CENTER, BRAIN)
+TEMPLATE = "template"
+MODES = (CENTER, BRAIN, TEMPLATE)
 
 
 def block_indices(
@@ -96,8 +102,12 @@ def choose_slices(
     positions_mm: np.ndarray,
     read: Callable[[Sequence[int]], np.ndarray],
     slices_cfg: Mapping[str, Any],
+    affine: np.ndarray | None = None,
 ) -> list[int]:
-    """Indices of the slices to keep, following the ``slices`` config (see the module doc)."""
+    """Indices of the slices to keep, following the ``slices`` config (see the module doc).
+
+    ``affine`` (the stack's, RAS) is needed by ``template`` mode only.
+    """
     n = len(positions_mm)
     mode = str(slices_cfg.get("mode", CENTER))
     count = int(slices_cfg.get("count", 3))
@@ -112,5 +122,13 @@ def choose_slices(
             samples=int(slices_cfg.get("brain_samples", 12)),
             area_fraction=float(slices_cfg.get("brain_area_fraction", 0.25)),
         )
+        return block_indices(n, center, count, step, offset, clamp=True)
+    if mode == TEMPLATE:
+        from pipeline.preprocess.template import DEFAULT_POINT_MM, template_center_index
+
+        if affine is None:
+            raise ValueError("slices.mode=template needs the stack's affine")
+        point = slices_cfg.get("template_point_mm") or DEFAULT_POINT_MM
+        center = template_center_index(read(range(n)), affine, positions_mm, point)
         return block_indices(n, center, count, step, offset, clamp=True)
     raise ValueError(f"slices.mode must be one of {MODES}, got {mode!r}")

@@ -109,7 +109,7 @@ def normalize_stack(
 ) -> tuple[np.ndarray, StackRecord]:
     """Choose, decode and normalize the slices of one stack: ``(S, size, size)`` and its record."""
     read = MemoReader(stack, clock)
-    indices = choose_slices(stack.positions_mm, read, context.slices)
+    indices = choose_slices(stack.positions_mm, read, context.slices, stack.affine)
     slices = read(indices)
     with clock("normalize"):
         pixels = normalizer(slices, stack.pixel_spacing_mm)

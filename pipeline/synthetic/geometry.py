@@ -110,6 +110,28 @@ def _plane_origin(centre: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray,
     return centre - half_width * row_dir - half_height * col_dir
 
 
+def _slab(centre: np.ndarray, step_dir: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray,
+          *, n_slices: int, spacing_mm: float, thickness_mm: float, rows: int, cols: int,
+          pixel_mm: float) -> SliceGeometry:
+    """``n_slices`` parallel planes centred on ``centre``, ``spacing_mm`` apart along
+    ``step_dir``, rounded to what the headers hold."""
+    spacing = (pixel_mm, pixel_mm)
+    offsets = (np.arange(n_slices) - 0.5 * (n_slices - 1)) * spacing_mm
+    origins = np.stack([
+        _plane_origin(centre + o * step_dir, row_dir, col_dir, rows, cols, spacing)
+        for o in offsets
+    ])
+    return SliceGeometry(
+        origins=np.round(origins, ORIGIN_DECIMALS),
+        row_dirs=np.tile(np.round(row_dir, DIRECTION_DECIMALS), (n_slices, 1)),
+        col_dirs=np.tile(np.round(col_dir, DIRECTION_DECIMALS), (n_slices, 1)),
+        rows=rows,
+        cols=cols,
+        pixel_spacing=spacing,
+        thickness=thickness_mm,
+    )
+
+
 def axial_stack(*, centre: np.ndarray, n_slices: int, spacing_mm: float, thickness_mm: float,
                 rows: int, cols: int, pixel_mm: float, tilt_deg: float = 0.0,
                 mirrored: bool = False) -> SliceGeometry:
@@ -125,20 +147,8 @@ def axial_stack(*, centre: np.ndarray, n_slices: int, spacing_mm: float, thickne
     up = np.cross(row_dir, col_dir)  # superior, whatever the mirroring
     if mirrored:
         row_dir = -row_dir
-    spacing = (pixel_mm, pixel_mm)
-    offsets = (np.arange(n_slices) - 0.5 * (n_slices - 1)) * spacing_mm
-    origins = np.stack(
-        [_plane_origin(centre + o * up, row_dir, col_dir, rows, cols, spacing) for o in offsets]
-    )
-    return SliceGeometry(
-        origins=np.round(origins, ORIGIN_DECIMALS),
-        row_dirs=np.tile(np.round(row_dir, DIRECTION_DECIMALS), (n_slices, 1)),
-        col_dirs=np.tile(np.round(col_dir, DIRECTION_DECIMALS), (n_slices, 1)),
-        rows=rows,
-        cols=cols,
-        pixel_spacing=spacing,
-        thickness=thickness_mm,
-    )
+    return _slab(centre, up, row_dir, col_dir, n_slices=n_slices, spacing_mm=spacing_mm,
+                 thickness_mm=thickness_mm, rows=rows, cols=cols, pixel_mm=pixel_mm)
 
 
 def three_plane_localizer(*, centre: np.ndarray, size: int = 256, pixel_mm: float = 1.1,
@@ -181,17 +191,5 @@ def sagittal_volume(*, centre: np.ndarray, n_slices: int, spacing_mm: float,
     left = tilt @ np.array([1.0, 0.0, 0.0])
     if mirrored:
         row_dir = -row_dir
-    spacing = (pixel_mm, pixel_mm)
-    offsets = (np.arange(n_slices) - 0.5 * (n_slices - 1)) * spacing_mm
-    origins = np.stack(
-        [_plane_origin(centre + o * left, row_dir, col_dir, rows, cols, spacing) for o in offsets]
-    )
-    return SliceGeometry(
-        origins=np.round(origins, ORIGIN_DECIMALS),
-        row_dirs=np.tile(np.round(row_dir, DIRECTION_DECIMALS), (n_slices, 1)),
-        col_dirs=np.tile(np.round(col_dir, DIRECTION_DECIMALS), (n_slices, 1)),
-        rows=rows,
-        cols=cols,
-        pixel_spacing=spacing,
-        thickness=thickness_mm,
-    )
+    return _slab(centre, left, row_dir, col_dir, n_slices=n_slices, spacing_mm=spacing_mm,
+                 thickness_mm=thickness_mm, rows=rows, cols=cols, pixel_mm=pixel_mm)
