@@ -103,7 +103,12 @@ def to_physical(stored: np.ndarray, item: DicomSlice) -> np.ndarray:
     then mirrors its output over the output range of the storable values rather than the
     slice's own min/max, so the mapping is the same for every slice of the series.
     """
-    values = np.asarray(apply_modality_lut(stored, item.modality_dataset()), dtype=np.float64)
+    if item.modality_lut is None:  # pydicom's rescale branch, without building a Dataset
+        values = stored.astype(np.float64)
+        if item.rescale is not None:
+            values = values * item.rescale[0] + item.rescale[1]
+    else:
+        values = np.asarray(apply_modality_lut(stored, item.modality_dataset()), np.float64)
     if item.photometric == "MONOCHROME1":
         low, high = item.output_range()
         values = (low + high) - values

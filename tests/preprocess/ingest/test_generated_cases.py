@@ -362,25 +362,37 @@ def test_several_qualifying_series_pick_by_rule(tmp_path, dicom_writer, truth_vo
     assert_same_volume(last, truth_volume)
 
 
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"],
+                         ids=["native: read from the file", "RLE: decoded by pydicom"])
 def test_scan_decodes_nothing_and_read_decodes_only_requested(
-    tmp_path, dicom_writer, truth_volume, series_cfg, monkeypatch
+    tmp_path, dicom_writer, truth_volume, series_cfg, monkeypatch, syntax
 ):
+    import pipeline.preprocess.dicom_volume as dicom_volume
     import pipeline.preprocess.pixels as pixels
 
     decoded: list[Path] = []
-    real = pixels.pixel_array
+    real_decode, real_rows = pixels.pixel_array, dicom_volume.DicomVoxels._read_rows
 
-    def spy(src, **kwargs):
+    def spy_decode(src, **kwargs):
         decoded.append(Path(src))
-        return real(src, **kwargs)
+        return real_decode(src, **kwargs)
 
-    monkeypatch.setattr(pixels, "pixel_array", spy)
-    paths = dicom_writer.series(tmp_path / "S1", truth_volume, order="shuffled", names="random")
+    def spy_rows(self, item, *args):
+        block = real_rows(self, item, *args)
+        if block is not None:
+            decoded.append(item.path)
+        return block
+
+    monkeypatch.setattr(pixels, "pixel_array", spy_decode)
+    monkeypatch.setattr(dicom_volume.DicomVoxels, "_read_rows", spy_rows)
+    volume = dicom_writer.make_volume(rows=40, cols=36)  # RLE via openjpeg-sized frames
+    paths = dicom_writer.series(tmp_path / "S1", volume, order="shuffled", names="random",
+                                transfer_syntax=syntax)
     stack = scan(tmp_path / "S1", series_cfg).stacks[0]
     assert decoded == []
     block = stack.read([3, 4, 5])
     assert sorted(decoded) == sorted(paths[3:6])
-    np.testing.assert_array_equal(block, truth_volume.values[3:6])
+    np.testing.assert_array_equal(block, volume.values[3:6])
 
 
 def test_stack_pickles_and_reads_after(tmp_path, dicom_writer, truth_volume, series_cfg):
@@ -418,16 +430,23 @@ def test_enhanced_mr_frames_sorted_by_per_frame_positions(
     result = scan(tmp_path / "S1", series_cfg, expected=volume.n)
     assert_same_volume(result, volume)
 
-    frames: list[list[int]] = []
-    real = pixels.iter_pixels
+    import pipeline.preprocess.dicom_volume as dicom_volume
 
-    def spy(src, indices, **kwargs):
-        frames.append(list(indices))
-        return real(src, indices=indices, **kwargs)
+    frames: set[int] = set()  # the file's frames read, natively or by pydicom
+    real_decode, real_rows = pixels.iter_pixels, dicom_volume.DicomVoxels._read_rows
 
-    monkeypatch.setattr(pixels, "iter_pixels", spy)
+    def spy_decode(src, indices, **kwargs):
+        frames.update(indices)
+        return real_decode(src, indices=indices, **kwargs)
+
+    def spy_rows(self, item, *args):
+        frames.add(item.frame)
+        return real_rows(self, item, *args)
+
+    monkeypatch.setattr(pixels, "iter_pixels", spy_decode)
+    monkeypatch.setattr(dicom_volume.DicomVoxels, "_read_rows", spy_rows)
     np.testing.assert_array_equal(result.stacks[0].read([2, 5, 2]), volume.values[[2, 5, 2]])
-    assert len(frames) == 1 and len(frames[0]) == 2  # two frames decoded, not the whole file
+    assert len(frames) == 2  # two frames read, not the whole file
 
 
 def test_classic_file_with_stray_empty_per_frame_sequence_is_not_enhanced(
