@@ -1,28 +1,34 @@
-"""Preprocess throughput and memory against two baselines, measured in one run.
+"""Preprocess speed, measured in one run: start-up, per-subject CPU and where it goes, and the
+whole command against a naive pydicom loop and MONAI's series reader.
 
-    .venv/bin/python benchmarks/bench_preprocess.py          # a fresh demo-like cohort
     .venv/bin/python benchmarks/bench_preprocess.py --cohort data/demo/dev/dicom \\
-        --labels data/demo/dev/labels.csv                    # the demo cohort already on disk
+        --labels data/demo/dev/labels.csv --subjects 2000     # the demo cohort, linked to 2,000
+    .venv/bin/python benchmarks/bench_preprocess.py --subjects 24 --small 8   # a quick check
 
-Without ``--cohort`` it generates ``--subjects`` subjects with the demo generator
-(``pipeline.synthetic.generate_cohort``, site A); ``--simple`` writes plain phantoms instead.
+Without ``--cohort`` it generates ``--subjects`` subjects with the demo generator (site A);
+``--simple`` writes plain phantoms (:mod:`pipeline.synthetic.phantom`) instead. With more
+``--subjects`` than the cohort has, its subjects are linked (symlinks) again under new ids.
 
-Compares, on the same subjects and the same (page-cached) files:
+Every contender runs as a fresh process, on the same (page-cached) files, and is timed from
+outside: wall seconds, and CPU seconds of the process and its workers.
 
-(a) ``preprocess_cohort`` as users run it: headers only, decode just the chosen slices,
-    MONAI normalization, cache assembly and QC montage, ``--workers`` processes; also with
-    one process, so the speed-up of reading less is visible apart from parallelism;
-(b) MONAI ``LoadImage(reader=PydicomReader)`` of each subject's whole series folder, then
-    slicing the middle three slices (one process; normalization not even included);
-(c) pydicom reading every file of the subject with its pixels (one process).
+(a) start-up: ``python -m pipeline.preprocess --help``, a config error (``series.prefer``), and
+    the "cohort is up to date" answer after (b) (target: 2 s or less each);
+(b) ``python -m pipeline.preprocess`` end to end, ``--workers`` processes: headers only, decode
+    just the chosen slices, the MONAI chain, cache and QC montage; its provenance gives the
+    CPU per subject by step, measured inside the workers (target: 8 ms or less);
+(c) a naive single-process pydicom loop over the same subjects, end to end: every file's header,
+    the largest series sorted by position, its three middle slices decoded (no normalization,
+    no cache; target: (b) at least 3x faster);
+(d) MONAI ``LoadImage(reader=PydicomReader)`` of each subject's series folder, then its three
+    middle slices (on ``--baseline-subjects``, in this process);
 
-and the peak resident memory of a preprocess worker for two cohort sizes (it must not grow with
-the cohort). Each (a) run is a fresh child process, so memory figures do not mix. Prints ratios
-(targets: a/b >= 5) and a Markdown table the README can quote.
+and the peak memory of a preprocess worker for ``--small`` and ``--subjects`` subjects (it must
+not grow with the cohort). Prints Markdown tables the README can quote.
 
 ``--volume`` measures 3D volumes instead (:func:`volume_benchmark`): a demo-generator cohort
 whose T1 is a sagittal 3D volume (``--volume-slices`` frames of 256 x 256 at 1 mm), resliced
-to axial by ``preprocess_cohort``, against MONAI ``LoadImage(PydicomReader)`` plus
+to axial by the preprocess command, against MONAI ``LoadImage(PydicomReader)`` plus
 ``Orientation("RAS")`` and the middle three axial slices, in the same run (target >= 3x), with
 the worker's peak memory for two cohort sizes.
 """
@@ -30,6 +36,7 @@ the worker's peak memory for two cohort sizes.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import resource
@@ -38,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +55,12 @@ sys.path.insert(0, str(REPO))
 
 
 # --------------------------------------------------------------------------------------------
-# Plain phantoms (--simple): 44 axial slices of 256 x 256, a localizer, a junk file.
+# Cohorts
 
 
 def write_phantom_cohort(root: Path, n_subjects: int, seed: int = 0) -> Path:
-    """Write ``n_subjects`` DICOM subjects under ``root/dicom`` and ``root/labels.csv``."""
+    """Write ``n_subjects`` DICOM subjects (44 axial 256 x 256 slices, a localizer, a note)
+    under ``root/dicom`` and ``root/labels.csv``."""
     from pipeline.synthetic.phantom import DicomWriter, axial_volume, head_volume
 
     lines = ["subject_id,label"]
@@ -71,144 +80,229 @@ def write_phantom_cohort(root: Path, n_subjects: int, seed: int = 0) -> Path:
     return root
 
 
-# --------------------------------------------------------------------------------------------
-# Wall and CPU time: the machine may be shared, so CPU-seconds per subject (this process and
-# its finished children, i.e. the workers) are reported beside the throughput.
+@dataclass(frozen=True)
+class Cohort:
+    root: Path
+    labels: Path
+    subject_ids: list[str]
 
 
-def cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+def linked_cohort(source: Path, labels: Path, n: int, scratch: Path) -> Cohort:
+    """``n`` subjects: the labelled subjects of ``source``, then links to them under new ids
+    (``<id>-r1``, ``<id>-r2``...) until there are ``n``."""
+    from pipeline.labels import read_labels
 
-
-class Clock:
-    """``with Clock() as c: ...`` then ``c.wall``, ``c.cpu`` in seconds."""
-
-    def __enter__(self) -> Clock:
-        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.wall, cpu_seconds() - self.cpu
-
-
-# --------------------------------------------------------------------------------------------
-# (a) ours, in a fresh child process per run
-
-
-def child(args: argparse.Namespace) -> None:
-    """Run preprocess_cohort once and print its figures as JSON (called by :func:`run_ours`)."""
-    from pipeline.config import compose
-    from pipeline.preprocess.run import preprocess_cohort
-    from pipeline.preprocess.subject import peak_rss_mb
-
-    overrides = json.loads(args.child)
-    cfg = compose("preprocess", overrides)
-    with Clock() as clock:
-        out = preprocess_cohort(cfg)
-    prov = json.loads((out / "provenance.json").read_text())
-    print(
-        json.dumps(
-            {
-                "seconds": clock.wall,
-                "cpu_seconds": clock.cpu,
-                "accepted": prov["counts"]["rows"],
-                "worker_peak_rss_mb": prov["timings"].get("worker_peak_rss_mb"),
-                "timings": prov["timings"],
-                "main_peak_rss_mb": peak_rss_mb(),
-            }
-        )
-    )
-
-
-def run_ours(
-    root: Path, labels: Path, cache: Path, name: str, workers: int, extra: tuple[str, ...] = ()
-) -> dict:
-    overrides = [*extra,
-        f"data.root={root}",
-        f"data.labels={labels}",
-        f"data.name={name}",
-        f"paths.cache={cache}",
-        f"preprocess.workers={workers}",
-        "preprocess.force=true",
-        "preprocess.progress=false",
-    ]
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps(overrides)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    table = read_labels(labels, ["CN", "MCI", "AD"])
+    table = table[[(source / s).exists() for s in table["subject_id"]]]
+    rows = list(zip(table["subject_id"], table["label"], strict=True))
+    root = scratch / f"linked_{n}"
+    root.mkdir(parents=True)
+    lines, ids = ["subject_id,label"], []
+    for k in range(n):
+        sid, label = rows[k % len(rows)]
+        new_id = sid if k < len(rows) else f"{sid}-r{k // len(rows)}"
+        (root / new_id).symlink_to((source / sid).resolve(), target_is_directory=True)
+        lines.append(f"{new_id},{label}")
+        ids.append(new_id)
+    path = scratch / f"labels_{n}.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return Cohort(root, path, ids)
 
 
 # --------------------------------------------------------------------------------------------
-# (b), (c) baselines
+# Timing fresh processes from outside
 
 
-def series_files(root: Path, subject_ids: list[str]) -> dict[str, list[Path]]:
-    """Each subject's largest series (untimed set-up: the baselines get it for free)."""
+def children_cpu() -> float:
+    """CPU seconds of this process's finished children (and theirs: the workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class Timed:
+    wall: float
+    cpu: float
+    returncode: int
+    output: str
+
+
+def timed(command: list[str]) -> Timed:
+    cpu, wall = children_cpu(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    return Timed(time.perf_counter() - wall, children_cpu() - cpu, done.returncode,
+                 done.stdout + done.stderr)  # fmt: skip
+
+
+def preprocess_command(cohort: Cohort, cache: Path, name: str, workers: int, *extra: str):
+    return [
+        sys.executable, "-m", "pipeline.preprocess",
+        f"data.root={cohort.root}", f"data.labels={cohort.labels}", f"data.name={name}",
+        f"paths.cache={cache}", f"preprocess.workers={workers}", "preprocess.progress=false",
+        f"hydra.run.dir={cache / 'runs' / name}", *extra,
+    ]  # fmt: skip
+
+
+def provenance(cache: Path, name: str) -> dict:
+    return json.loads((cache / name / "provenance.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# (c) the naive loop, and (d) MONAI's reader
+
+
+def naive_loop(root: Path, subject_ids: list[str]) -> int:
+    """Headers of every file with pydicom, the largest series sorted by position along z, its
+    three middle slices decoded. Returns the number of subjects that gave slices."""
     import pydicom
 
-    out = {}
+    done = 0
+    for sid in subject_ids:
+        series: dict[str, list[tuple[float, Path]]] = defaultdict(list)
+        for path in sorted(p for p in (root / sid).rglob("*") if p.is_file()):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+                series[ds.SeriesInstanceUID].append((float(ds.ImagePositionPatient[2]), path))
+            except Exception:  # not DICOM, or no geometry: skip it, as any script would
+                continue
+        if series:
+            stack = sorted(max(series.values(), key=len))
+            mid = len(stack) // 2
+            _ = [pydicom.dcmread(p).pixel_array for _, p in stack[mid - 1 : mid + 2]]
+            done += 1
+    return done
+
+
+def monai_baseline(
+    root: Path, subject_ids: list[str], scratch: Path, reorient: bool = False
+) -> tuple[float, float]:
+    """(wall, CPU) seconds of LoadImage(PydicomReader) of each subject's largest series folder,
+    then its middle three slices (series found and linked into one folder each, untimed).
+    ``reorient``: ``Orientation("RAS")`` first, and the middle three axial slices."""
+    import pydicom
+    from monai.data import PydicomReader
+    from monai.transforms import Compose, LoadImage, Orientation
+
+    folders = []
     for sid in subject_ids:
         groups: dict[str, list[Path]] = defaultdict(list)
         for path in sorted(p for p in (root / sid).rglob("*") if p.is_file()):
             try:
-                ds = pydicom.dcmread(
-                    path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
-                )
+                uid = pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID
             except Exception:
                 continue
-            if "SeriesInstanceUID" in ds:
-                groups[str(ds.SeriesInstanceUID)].append(path)
-        out[sid] = max(groups.values(), key=len)
-    return out
+            groups[uid].append(path)
+        folder = scratch / ("monai_ras" if reorient else "monai") / sid
+        folder.mkdir(parents=True)
+        for path in max(groups.values(), key=len):
+            (folder / path.name).symlink_to(path.resolve())
+        folders.append(folder)
+    steps = [LoadImage(reader=PydicomReader(), image_only=True, ensure_channel_first=True)]
+    if reorient:
+        steps.append(Orientation(axcodes="RAS"))
+    loader = Compose(steps)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for folder in folders:
+        volume = loader(str(folder))
+        mid = volume.shape[-1] // 2
+        _ = np.asarray(volume[0, :, :, mid - 1 : mid + 2])
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def series_folders(series: dict[str, list[Path]], under: Path) -> dict[str, Path]:
-    """One folder of links per series, as LoadImage expects (untimed set-up)."""
-    folders = {}
-    for sid, files in series.items():
-        folder = under / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in files:
-            (folder / f.name).symlink_to(f)
-        folders[sid] = folder
-    return folders
+# --------------------------------------------------------------------------------------------
 
 
-def monai_baseline(series: dict[str, list[Path]], scratch: Path) -> Clock:
-    """LoadImage(PydicomReader) of each series folder, then the middle three slices."""
-    from monai.data import PydicomReader
-    from monai.transforms import LoadImage
+def prepare(args: argparse.Namespace, scratch: Path) -> tuple[Cohort, Cohort]:
+    """The large cohort (``--subjects``) and the small one (``--small``, for memory)."""
+    if args.cohort:
+        source, labels = args.cohort.resolve(), args.labels.resolve()
+    else:
+        tick = time.perf_counter()
+        n = min(args.subjects, args.generate)
+        if args.simple:
+            write_phantom_cohort(scratch / "cohort", n)
+        else:
+            from pipeline.synthetic import generate_cohort
 
-    folders = series_folders(series, scratch / "series")
-    loader = LoadImage(reader=PydicomReader(), image_only=True)
-    with Clock() as clock:
-        for folder in folders.values():
-            volume = loader(str(folder))
-            mid = volume.shape[-1] // 2
-            _ = np.asarray(volume[..., mid - 1 : mid + 2])
-    return clock
+            generate_cohort(scratch / "cohort", n_subjects=n, seed=0, workers=2)
+        source, labels = scratch / "cohort" / "dicom", scratch / "cohort" / "labels.csv"
+        print(f"generated {n} subjects in {time.perf_counter() - tick:.1f} s")
+    large = linked_cohort(source, labels, args.subjects, scratch)
+    small = linked_cohort(source, labels, min(args.small, args.subjects), scratch)
+    return large, small
 
 
-def pydicom_baseline(root: Path, subject_ids: list[str]) -> Clock:
-    """pydicom.dcmread of every file of each subject, with its pixels."""
-    import pydicom
+def warm_page_cache(cohort: Cohort) -> None:
+    for path in cohort.root.rglob("*"):
+        if path.is_file():
+            path.read_bytes()
 
-    with Clock() as clock:
-        for sid in subject_ids:
-            for path in (root / sid).rglob("*"):
-                if not path.is_file():
-                    continue
-                try:
-                    _ = pydicom.dcmread(path).pixel_array
-                except Exception:
-                    continue
-    return clock
+
+def run_all(args: argparse.Namespace, scratch: Path) -> dict:
+    large, small = prepare(args, scratch)
+    warm_page_cache(large)
+    cache = scratch / "cache"
+    figures: dict = {"n": len(large.subject_ids)}
+    figures["help"] = timed([sys.executable, "-m", "pipeline.preprocess", "--help"])
+    figures["config_error"] = timed(
+        preprocess_command(large, cache, "error", args.workers, "series.prefer=middle")
+    )
+    figures["ours"] = timed(preprocess_command(large, cache, "large", args.workers))
+    if figures["ours"].returncode != 0:
+        raise SystemExit(f"preprocess failed:\n{figures['ours'].output[-3000:]}")
+    figures["up_to_date"] = timed(preprocess_command(large, cache, "large", args.workers))
+    figures["small"] = timed(preprocess_command(small, cache, "small", args.workers))
+    figures["prov_large"], figures["prov_small"] = (
+        provenance(cache, "large"), provenance(cache, "small")
+    )
+    figures["naive"] = timed(
+        [sys.executable, __file__, "--naive", str(large.root), str(large.labels)]
+    )
+    base = large.subject_ids[: args.baseline_subjects]
+    figures["monai"] = monai_baseline(large.root, base, scratch)
+    figures["monai_n"] = len(base)
+    return figures
+
+
+def report(figures: dict, workers: int) -> None:
+    n, ours, naive = figures["n"], figures["ours"], figures["naive"]
+    timings, counts = figures["prov_large"]["timings"], figures["prov_large"]["counts"]
+    print(f"\n{n} subjects ({counts['subjects_accepted']} accepted); CPU cores: {os.cpu_count()}; "
+          f"load average now: {os.getloadavg()[0]:.1f}\n")  # fmt: skip
+    print("| start-up | wall s | CPU s | target |")
+    print("|---|---:|---:|---|")
+    for key, label in (("help", "`--help`"), ("config_error", "config error (series.prefer)"),
+                       ("up_to_date", "cohort is up to date")):  # fmt: skip
+        t = figures[key]
+        print(f"| {label} | {t.wall:.2f} | {t.cpu:.2f} | <= 2 s |")
+    steps = ("scan", "decode", "normalize", "save")
+    per_step = ", ".join(f"{s} {timings[f'subject_cpu_{s}_ms']:.1f}" for s in steps)
+    print(f"\nCPU per subject in the workers: {timings['subject_cpu_ms']:.1f} ms ({per_step}; "
+          "target <= 8 ms)")  # fmt: skip
+    print(f"(b) seconds: find + fingerprint {timings['plan_s']:.2f}, process "
+          f"{timings['process_s']:.2f}, cache + QC {timings['assemble_s']:.2f}; the rest of "
+          f"{ours.wall:.2f} s is start-up and the run folder")  # fmt: skip
+    monai_wall, monai_cpu = figures["monai"]
+    m = figures["monai_n"]
+    print("\n| method | subjects | wall s | subjects/s | CPU ms per subject | (b) faster by |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = [
+        (f"(b) `python -m pipeline.preprocess`, {workers} workers", n, ours.wall, ours.cpu),
+        ("(c) naive pydicom loop, 1 process", n, naive.wall, naive.cpu),
+        ("(d) MONAI LoadImage(PydicomReader) + middle 3", m, monai_wall, monai_cpu),
+    ]
+    rate_ours = n / ours.wall
+    for label, count, wall, cpu in rows:
+        print(f"| {label} | {count} | {wall:.1f} | {count / wall:.1f} | "
+              f"{1000 * cpu / count:.1f} | {rate_ours / (count / wall):.1f}x |")  # fmt: skip
+    small = figures["prov_small"]["timings"]["worker_peak_rss_mb"]
+    large_rss = timings["worker_peak_rss_mb"]
+    n_small = figures["prov_small"]["counts"]["subjects_seen"]
+    print(f"\nworker peak RSS: {small:.0f} MB for {n_small} subjects, {large_rss:.0f} MB for {n}")
+    print(f"\nratios: (b) end to end is {naive.wall / ours.wall:.1f}x faster than (c) "
+          f"(target >= 3), {rate_ours / (m / monai_wall):.1f}x faster than (d)")
+    if os.getloadavg()[0] > (os.cpu_count() or 1) * 0.75:
+        print("note: the machine is busy with other work; wall-clock figures are understated")
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,77 +321,43 @@ def sagittal_volume_settings(n_slices: int) -> dict:
     }
 
 
-def monai_volume_baseline(series: dict[str, list[Path]], scratch: Path) -> Clock:
-    """LoadImage(PydicomReader) of each series, Orientation to RAS, the middle 3 axial slices."""
-    from monai.data import PydicomReader
-    from monai.transforms import Compose, LoadImage, Orientation
-
-    folders = series_folders(series, scratch / "volume_series")
-    load = Compose(
-        [
-            LoadImage(reader=PydicomReader(), image_only=True, ensure_channel_first=True),
-            Orientation(axcodes="RAS"),
-        ]
-    )
-    with Clock() as clock:
-        for folder in folders.values():
-            volume = load(str(folder))
-            mid = volume.shape[-1] // 2
-            _ = np.asarray(volume[0, :, :, mid - 1 : mid + 2])
-    return clock
-
-
 def volume_benchmark(args: argparse.Namespace, scratch: Path) -> None:
-    """Ours (``preprocess_cohort``, reslicing) against MONAI load + reorient, same subjects."""
+    """Ours (the preprocess command, reslicing) against MONAI load + reorient, same subjects."""
     from pipeline.synthetic import generate_cohort
 
-    t = time.perf_counter()
+    tick = time.perf_counter()
     settings = sagittal_volume_settings(args.volume_slices)
     generate_cohort(scratch / "volumes", n_subjects=args.subjects, seed=0, workers=2, **settings)
-    root, labels = scratch / "volumes" / "dicom", scratch / "volumes" / "labels.csv"
+    source, labels = scratch / "volumes" / "dicom", scratch / "volumes" / "labels.csv"
     print(f"generated {args.subjects} sagittal 3D subjects ({args.volume_slices} frames of "
-          f"256 x 256) in {time.perf_counter() - t:.1f} s")
-    ids = sorted(p.name for p in root.iterdir() if p.is_dir())
-    n_small = min(args.small, len(ids))
-    extra = ("slices.expected=null",)
-    pydicom_baseline(root, ids)  # warm the page cache and imports for every contender
-    cache = scratch / "volume_cache"
-    ours = run_ours(root, labels, cache, "volumes", args.workers, extra)
-    ours_1 = run_ours(root, labels, cache, "volumes1", 1, extra)
-    small = run_ours(root, labels_subset(labels, n_small, scratch), cache, "volumes_small",
-                     args.workers, extra)
-    base_ids = ids[: min(args.baseline_subjects, len(ids))]
-    monai = monai_volume_baseline(series_files(root, base_ids), scratch)
-    runs = {
-        f"(a) preprocess, resliced to axial, {args.workers} workers": (
-            ours["accepted"], ours["seconds"], ours["cpu_seconds"]),
-        "(a) the same, 1 process": (ours_1["accepted"], ours_1["seconds"], ours_1["cpu_seconds"]),
-        "(b) MONAI LoadImage(PydicomReader) + Orientation(RAS) + middle 3": (
-            len(base_ids), monai.wall, monai.cpu),
-    }
-    rate = {k: n / wall for k, (n, wall, _) in runs.items()}
-    cpu_ms = {k: 1000 * cpu / n for k, (n, _, cpu) in runs.items()}
-    first, single, baseline = list(runs)
-    print(f"\n3D volumes: {len(ids)} subjects in (a) ({ours['accepted']} accepted), "
-          f"{len(base_ids)} in (b); load average {os.getloadavg()[0]:.1f}\n")
-    print("| method | subjects/s | CPU ms per subject |")
+          f"256 x 256) in {time.perf_counter() - tick:.1f} s")  # fmt: skip
+    cohort = linked_cohort(source, labels, args.subjects, scratch)
+    small = linked_cohort(source, labels, min(args.small, args.subjects), scratch)
+    warm_page_cache(cohort)
+    cache, extra = scratch / "cache", "slices.expected=null"
+    ours = timed(preprocess_command(cohort, cache, "volumes", args.workers, extra))
+    single = timed(preprocess_command(cohort, cache, "volumes1", 1, extra))
+    timed(preprocess_command(small, cache, "volumes_small", args.workers, extra))
+    base = cohort.subject_ids[: args.baseline_subjects]
+    monai_wall, monai_cpu = monai_baseline(cohort.root, base, scratch, reorient=True)
+    n = len(cohort.subject_ids)
+    rows = [
+        (f"(b) preprocess, resliced to axial, {args.workers} workers", n, ours.wall, ours.cpu),
+        ("(b) the same, 1 process", n, single.wall, single.cpu),
+        ("(d) MONAI LoadImage(PydicomReader) + Orientation(RAS) + middle 3", len(base),
+         monai_wall, monai_cpu),
+    ]  # fmt: skip
+    print(f"\n3D volumes: {n} subjects; load average {os.getloadavg()[0]:.1f}\n")
+    print("| method | subjects/s | CPU ms per subject (start-up included) |")
     print("|---|---:|---:|")
-    for label in runs:
-        print(f"| {label} | {rate[label]:.1f} | {cpu_ms[label]:.0f} |")
-    print(
-        f"\nratios (target >= 3): a/b = {rate[first] / rate[baseline]:.1f} with "
-        f"{args.workers} workers, {rate[single] / rate[baseline]:.1f} in one process; CPU per "
-        f"subject b/a = {cpu_ms[baseline] / cpu_ms[single]:.1f}; worker peak RSS "
-        f"{n_small} -> {len(ids)} subjects: {small['worker_peak_rss_mb']:.0f} -> "
-        f"{ours['worker_peak_rss_mb']:.0f} MB"
-    )
-
-
-def labels_subset(labels: Path, n: int, scratch: Path) -> Path:
-    lines = labels.read_text().splitlines()
-    out = scratch / f"labels_{n}.csv"
-    out.write_text("\n".join(lines[: n + 1]) + "\n")
-    return out
+    for label, count, wall, cpu in rows:
+        print(f"| {label} | {count / wall:.1f} | {1000 * cpu / count:.0f} |")
+    rss = [provenance(cache, name)["timings"]["worker_peak_rss_mb"]
+           for name in ("volumes_small", "volumes")]  # fmt: skip
+    print(f"\nratios (target >= 3): b/d = {(n / ours.wall) / (len(base) / monai_wall):.1f} with "
+          f"{args.workers} workers, {(n / single.wall) / (len(base) / monai_wall):.1f} in one "
+          f"process; worker peak RSS {len(small.subject_ids)} -> {n} subjects: "
+          f"{rss[0]:.0f} -> {rss[1]:.0f} MB")  # fmt: skip
 
 
 def main() -> None:
@@ -306,113 +366,31 @@ def main() -> None:
     )
     parser.add_argument("--cohort", type=Path, help="DICOM root (default: generate one)")
     parser.add_argument("--labels", type=Path, help="labels table of --cohort")
-    parser.add_argument(
-        "--simple", action="store_true", help="plain phantoms, not the demo generator"
-    )
-    parser.add_argument("--subjects", type=int, default=96, help="subjects in the large run")
-    parser.add_argument("--small", type=int, default=24, help="subjects in the small run (memory)")
-    parser.add_argument(
-        "--baseline-subjects", type=int, default=24, help="subjects timed in (b), (c)"
-    )
+    parser.add_argument("--simple", action="store_true", help="plain phantoms, not the demo")
+    parser.add_argument("--generate", type=int, default=96, help="subjects to generate at most")
+    parser.add_argument("--subjects", type=int, default=2000, help="subjects in the large run")
+    parser.add_argument("--small", type=int, default=60, help="subjects in the memory run")
+    parser.add_argument("--baseline-subjects", type=int, default=48, help="subjects in (d)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--volume", action="store_true", help="3D sagittal volumes resliced to axial instead"
     )
     parser.add_argument("--volume-slices", type=int, default=170, help="--volume: frames")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--naive", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args)
+    if args.naive:  # the loop as a script of its own would be: no pandas, no pipeline imports
+        with open(args.naive[1], newline="") as fh:
+            ids = [row["subject_id"] for row in csv.DictReader(fh)]
+        print(f"naive loop: {naive_loop(args.naive[0], ids)} subjects gave slices")
         return
-    if args.volume:
-        with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
-            volume_benchmark(args, Path(tmp))
-        return
-
+    if args.cohort and not args.labels:
+        parser.error("--cohort needs --labels")
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
-        scratch = Path(tmp)
-        if args.cohort:
-            root, labels = args.cohort.resolve(), args.labels.resolve()
-        else:
-            t = time.perf_counter()
-            if args.simple:
-                write_phantom_cohort(scratch / "cohort", args.subjects)
-            else:
-                from pipeline.synthetic import generate_cohort
-
-                generate_cohort(scratch / "cohort", n_subjects=args.subjects, seed=0, workers=2)
-            root, labels = scratch / "cohort" / "dicom", scratch / "cohort" / "labels.csv"
-            kind = "phantom" if args.simple else "demo-generator"
-            print(f"generated {args.subjects} {kind} subjects in {time.perf_counter() - t:.1f} s")
-        from pipeline.labels import read_labels
-
-        ids = [
-            s for s in read_labels(labels, ["CN", "MCI", "AD"])["subject_id"] if (root / s).exists()
-        ]
-        n_large = min(args.subjects, len(ids))
-        n_small = min(args.small, n_large)
-        large_labels = labels_subset(labels, n_large, scratch)
-        cache = scratch / "cache"
-
-        # Warm the page cache and imports so every contender reads from memory alike.
-        pydicom_baseline(root, ids[:n_large])
-
-        ours = run_ours(root, large_labels, cache, "large", args.workers)
-        ours_1 = run_ours(root, large_labels, cache, "large1", 1)
-        small = run_ours(
-            root, labels_subset(labels, n_small, scratch), cache, "small", args.workers
-        )
-
-        base_ids = ids[: min(args.baseline_subjects, n_large)]
-        series = series_files(root, base_ids)
-        monai = monai_baseline(series, scratch)
-        plain = pydicom_baseline(root, base_ids)
-
-    ours_label = f"(a) preprocess, {args.workers} workers"
-    monai_label = "(b) MONAI LoadImage(PydicomReader) + middle 3"
-    pydicom_label = "(c) pydicom, every file with pixels"
-    # label: (subjects, wall seconds, CPU seconds)
-    runs = {
-        ours_label: (ours["accepted"], ours["seconds"], ours["cpu_seconds"]),
-        "(a) preprocess, 1 process": (ours_1["accepted"], ours_1["seconds"], ours_1["cpu_seconds"]),
-        monai_label: (len(base_ids), monai.wall, monai.cpu),
-        pydicom_label: (len(base_ids), plain.wall, plain.cpu),
-    }
-    rate = {k: n / wall for k, (n, wall, _) in runs.items()}
-    cpu_ms = {k: 1000 * cpu / n for k, (n, _, cpu) in runs.items()}
-    print(
-        f"\nsubjects: {n_large} in (a) ({ours['accepted']} accepted), {len(base_ids)} in (b), (c)"
-    )
-    print(f"CPU cores: {os.cpu_count()}; load average now: {os.getloadavg()[0]:.1f}\n")
-    print("| method | subjects/s | (a) faster by | CPU ms per subject | (a) cheaper by |")
-    print("|---|---:|---:|---:|---:|")
-    for label in runs:
-        print(
-            f"| {label} | {rate[label]:.1f} | {rate[ours_label] / rate[label]:.1f}x "
-            f"| {cpu_ms[label]:.0f} | {cpu_ms[label] / cpu_ms[ours_label]:.1f}x |"
-        )
-    print("\n| cohort size | worker peak RSS (MB) | main process peak RSS (MB) |")
-    print("|---:|---:|---:|")
-    for n, figures in ((n_small, small), (n_large, ours)):
-        print(f"| {n} | {figures['worker_peak_rss_mb']:.0f} | {figures['main_peak_rss_mb']:.0f} |")
-    t = ours["timings"]
-    print(
-        f"\n(a), {args.workers} workers, seconds: find + fingerprint {t['plan_s']:.2f}, "
-        f"process {t['process_s']:.2f}, write cache + QC {t['assemble_s']:.2f}; "
-        f"wall per subject in a worker {t['subject_mean_s'] * 1000:.0f} ms"
-    )
-    print(
-        f"\nratios: a/b = {rate[ours_label] / rate[monai_label]:.1f} (target >= 5), "
-        f"a/c = {rate[ours_label] / rate[pydicom_label]:.1f}; CPU per subject b/a = "
-        f"{cpu_ms[monai_label] / cpu_ms[ours_label]:.1f}, c/a = "
-        f"{cpu_ms[pydicom_label] / cpu_ms[ours_label]:.1f}; worker RSS {n_small} -> {n_large} "
-        f"subjects: {small['worker_peak_rss_mb']:.0f} -> {ours['worker_peak_rss_mb']:.0f} MB"
-    )
-    if os.getloadavg()[0] > (os.cpu_count() or 1) * 0.75:
-        print(
-            "note: the machine is busy with other work; wall-clock rates (and the gain from "
-            "workers) are understated, CPU ms per subject is the steadier comparison"
-        )
+        if args.volume:
+            volume_benchmark(args, Path(tmp))
+            return
+        figures = run_all(args, Path(tmp))
+    report(figures, args.workers)
 
 
 if __name__ == "__main__":
