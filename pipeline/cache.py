@@ -50,6 +50,10 @@ MANIFEST_COLUMNS = (
 #: Columns of rejected.csv.
 REJECTED_COLUMNS = ("subject_id", "session_id", "path", "level", "reason")
 
+#: The reason rejected.csv gives an image folder that has no row in the labels table. It is not
+#: a defect of the input: a cohort that is a subset of a shared folder has one per other subject.
+NO_LABEL_REASON = "images found but the subject has no row in the labels table (data.labels)"
+
 #: Id-like columns are always read as strings ("007" must not become 7).
 _STRING_COLUMNS = ("subject_id", "session_id", "label", "site", "sex", "path", "level", "reason")
 
@@ -69,6 +73,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     dtypes = {c: str for c in _STRING_COLUMNS if c in header}
     frame = pd.read_csv(path, dtype=dtypes, keep_default_na=False, na_values={"age": [""]})
     return frame
+
+
+def split_unlabelled(rejected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rejections, folders without a label)`` of a ``rejected.csv`` table."""
+    if rejected.empty or "reason" not in rejected:
+        return rejected, rejected.iloc[0:0]
+    unlabelled = (rejected["level"] == "subject") & (rejected["reason"] == NO_LABEL_REASON)
+    return rejected[~unlabelled], rejected[unlabelled]
 
 
 @dataclass(frozen=True)

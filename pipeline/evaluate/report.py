@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from pipeline.cache import split_unlabelled
 from pipeline.utils.atomic import write_text
 
 REPORT_HTML = "report.html"
@@ -130,6 +131,8 @@ _TEMPLATE = """<!DOCTYPE html>
  h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
  table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
  th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+ /* long paths and ids (a PACS export tree) wrap instead of widening the page */
+ td, code { overflow-wrap: anywhere; }
  th:first-child, td:first-child { text-align: left; }
  th { background: #f3f3f3; }
  .ci { color: #666; font-size: .85em; }
@@ -189,7 +192,8 @@ Every metric below is optimistic.</div>
 
 <h2>Cohort</h2>
 <p>{{ m.n_subjects }} subjects, {{ m.n_samples }} scored case(s) (subject/session),
-{{ rejected_rows | length }} input(s) rejected by preprocessing{{ rejected_summary }}.</p>
+{{ rejected_rows | length }} input(s) rejected by preprocessing{{ rejected_summary }}.
+{% if n_unlabelled %}{{ unlabelled_sentence }}{% endif %}</p>
 {{ counts_html | safe }}
 
 <h2>Metrics</h2>
@@ -266,7 +270,9 @@ uses, not where the disease is.</p>
 <tr>{% for col in rejected_columns %}<td>{{ row[col] }}</td>{% endfor %}</tr>
 {% endfor %}
 </table>
-{% else %}<p>None: every input was used.</p>{% endif %}
+{% else %}<p>None: every labelled input was used.</p>{% endif %}
+{% if n_unlabelled %}<p class="small">{{ unlabelled_sentence }} They are listed, with the
+rejections, in the cache's <code>rejected.csv</code>.</p>{% endif %}
 
 {% if excluded_rows %}
 <h2 id="excluded">Not scored</h2>
@@ -297,6 +303,14 @@ def rejected_summary(rejected: pd.DataFrame) -> str:
     return " (" + ", ".join(f"{n} {level}" for level, n in counts.items()) + ")"
 
 
+def unlabelled_sentence(n: int) -> str:
+    """What the cohort section says of image folders that have no label (not rejections: the
+    cohort is a subset of a shared folder, or the labels table leaves them out on purpose)."""
+    if n == 1:
+        return "1 folder without a label was not used."
+    return f"{n} folders without a label were not used."
+
+
 def render_report(content: ReportContent) -> str:
     """The report page as a string (images embedded)."""
     env = jinja2.Environment(
@@ -311,7 +325,8 @@ def render_report(content: ReportContent) -> str:
         {"title": f.title, "caption": f.caption, "uri": embed_png(f.path)}
         for f in content.explanations
     ]
-    rejected = content.rejected.astype(str)
+    proper, unlabelled = split_unlabelled(content.rejected)
+    rejected = proper.astype(str)
     return template.render(
         m=m,
         fmt=fmt,
@@ -327,7 +342,9 @@ def render_report(content: ReportContent) -> str:
         explanations=explanations,
         rejected_columns=list(rejected.columns),
         rejected_rows=rejected.to_dict("records"),
-        rejected_summary=rejected_summary(content.rejected),
+        rejected_summary=rejected_summary(proper),
+        n_unlabelled=len(unlabelled),
+        unlabelled_sentence=unlabelled_sentence(len(unlabelled)),
         excluded_rows=content.excluded.astype(str).to_dict("records"),
     )
 

@@ -54,8 +54,6 @@ from pipeline.utils.atomic import write_json
 log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("CN", "MCI", "AD")
-#: The reason given to an image folder that has no row in the labels table.
-NO_LABEL_REASON = "images found but the subject has no row in the labels table (data.labels)"
 
 
 @dataclass(frozen=True)
@@ -206,7 +204,7 @@ def _unmatched_subjects(
         for sid in sorted(set(sessions) - set(folders))
     ]
     unlabelled = [
-        Rejection(sid, "", relative_path(folders[sid], root), "subject", NO_LABEL_REASON)
+        Rejection(sid, "", relative_path(folders[sid], root), "subject", cache.NO_LABEL_REASON)
         for sid in sorted(set(folders) - set(sessions))
     ]
     return missing + unlabelled
