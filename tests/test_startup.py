@@ -1,4 +1,4 @@
-"""evaluate and predict answer ``--help`` and config errors without importing torch or MONAI
+"""train, evaluate and predict answer ``--help`` and config errors without importing torch or MONAI
 (``python -X importtime`` tells); the preprocess stage's own checks are in
 tests/preprocess/test_startup.py."""
 
@@ -23,7 +23,7 @@ def run_stage(repo_root: Path, stage: str, *args: str) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize("stage", ["evaluate", "predict"])
+@pytest.mark.parametrize("stage", ["train", "evaluate", "predict"])
 def test_help_imports_no_compute_library(repo_root: Path, stage: str) -> None:
     done = run_stage(repo_root, stage, "--help")
     assert done.returncode == 0 and "== Config ==" in done.stdout
@@ -44,3 +44,12 @@ def test_missing_checkpoint_is_a_quick_config_error(repo_root, tmp_path, stage) 
     assert f"error: No checkpoint at {tmp_path / 'nope.pt'}" in nowhere.stderr
     for done in (missing, nowhere):
         assert not imported_packages(done.stderr) & COMPUTE_LIBRARIES
+
+
+def test_train_without_its_cache_is_a_quick_config_error(repo_root, tmp_path) -> None:
+    done = run_stage(repo_root, "train", "data.name=nowhere", f"paths.cache={tmp_path}",
+                     f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert done.returncode == 2
+    assert f"error: No preprocessed cohort at {tmp_path / 'nowhere'}" in done.stderr
+    assert "python -m pipeline.preprocess data.name=nowhere" in done.stderr
+    assert not imported_packages(done.stderr) & COMPUTE_LIBRARIES

@@ -13,6 +13,15 @@ From Python (notebooks, tests)::
 """
 
 from pipeline.train.errors import NonFiniteLossError, SplitError, TrainError
-from pipeline.train.run import TrainResult, train
 
 __all__ = ["NonFiniteLossError", "SplitError", "TrainError", "TrainResult", "train"]
+
+
+def __getattr__(name: str) -> object:
+    # ``train`` and ``TrainResult`` load on first use (PEP 562): ``python -m pipeline.train``
+    # imports this package first, and its --help must not wait for torch and Lightning.
+    if name in ("train", "TrainResult"):
+        from pipeline.train import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'pipeline.train' has no attribute {name!r}")

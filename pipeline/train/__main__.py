@@ -8,14 +8,9 @@ import warnings
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from pipeline.cache import CacheError
 from pipeline.config import CONF_DIR
-from pipeline.train.errors import TrainError
-from pipeline.train.run import train
-from pipeline.train.trainer import is_rank_zero
 
 log = logging.getLogger("pipeline.train")
 
@@ -27,10 +22,23 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 def main(cfg: DictConfig) -> float | None:
     """Train, print where the results are, and return the mean validation balanced accuracy
     (the value a Hydra sweeper such as Optuna would optimise)."""
+    # torch and Lightning are imported after the check that needs neither (a cache that is
+    # missing or made with another recipe, with the command that builds it): it answers at once.
+    from hydra.core.hydra_config import HydraConfig
+
+    from pipeline.cache import CacheError
+    from pipeline.train.cohort import open_training_cohort
+    from pipeline.train.errors import TrainError
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        result = train(cfg, run_dir, command_overrides=list(hydra_cfg.overrides.task))
+        open_training_cohort(cfg, overrides)
+        from pipeline.train.run import train
+        from pipeline.train.trainer import is_rank_zero
+
+        result = train(cfg, run_dir, command_overrides=overrides)
     except (CacheError, TrainError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from pipeline.cache import PreprocessedCohort, cohort_dir, load_cohort
+from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash
 from pipeline.train.errors import TrainError
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,30 @@ def open_cohort(
     return load_cohort(
         cohort_dir(cache_root, name), expected_hash=expected_hash, rebuild_hint=rebuild_hint
     )
+
+
+#: Top-level config keys whose overrides decide where the cache is and what it holds.
+_CACHE_KEYS = ("paths", *PREPROCESSING_KEYS)
+
+
+def open_training_cohort(cfg: DictConfig, overrides: Sequence[str]) -> PreprocessedCohort:
+    """The cache ``cfg`` trains on, with its recipe checked; ``CacheError`` names the preprocess
+    command that builds the right one. Needs neither torch nor Lightning, so
+    ``python -m pipeline.train`` answers a missing or stale cache at once."""
+
+    # The overrides that change where the cache lives or what it holds must be repeated: the
+    # paths and the recipe, and the cohort's config group and class names (preprocess checks
+    # the labels against them).
+    def key(override: str) -> str:
+        return override.split("=", 1)[0].lstrip("+~")
+
+    recipe = [
+        o
+        for o in overrides
+        if key(o).split(".", 1)[0] in _CACHE_KEYS or key(o) in ("data", "data.classes")
+    ]
+    hint = rebuild_command(str(cfg.data.name), cfg.data.get("root"), cfg.data.get("labels"), recipe)
+    return open_cohort(cfg.paths.cache, str(cfg.data.name), preprocessing_hash(cfg), hint)
 
 
 def class_indices(manifest: pd.DataFrame, classes: Sequence[str], source: str) -> np.ndarray:

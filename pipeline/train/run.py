@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cache import IMAGES, MANIFEST, PreprocessedCohort
 from pipeline.checkpoint import BEST_PT, Checkpoint, FoldEntry, build_model, save_checkpoint
-from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash, to_container
+from pipeline.config import to_container
 from pipeline.inference import predict_probabilities
 from pipeline.models import input_channels, sized_model_config
 from pipeline.provenance import package_versions, write_pip_freeze
@@ -38,8 +38,7 @@ from pipeline.train.cohort import (
     check_finite,
     class_indices,
     count_classes,
-    open_cohort,
-    rebuild_command,
+    open_training_cohort,
 )
 from pipeline.train.errors import TrainError
 from pipeline.train.fold import TrainContext, fold_rows, train_fold
@@ -59,7 +58,6 @@ from pipeline.utils.atomic import write_csv, write_json, write_text
 log = logging.getLogger(__name__)
 
 SPLIT_FILE = "split.csv"
-_CACHE_KEYS = ("paths", *PREPROCESSING_KEYS)
 
 
 @dataclass(frozen=True)
@@ -117,22 +115,6 @@ def _command(overrides: Sequence[str], *extra: str) -> str:
     dropped = ("hydra.run.dir=", "train.resume=")
     kept = [o for o in overrides if not o.startswith(dropped)]
     return " ".join(["python -m pipeline.train", *kept, *extra])
-
-
-def _load_cohort(cfg: DictConfig, overrides: Sequence[str]) -> PreprocessedCohort:
-    # The overrides that change where the cache lives or what it holds must be repeated: the
-    # paths and the recipe, and the cohort's config group and class names (preprocess checks
-    # the labels against them).
-    def key(override: str) -> str:
-        return override.split("=", 1)[0].lstrip("+~")
-
-    recipe = [
-        o
-        for o in overrides
-        if key(o).split(".", 1)[0] in _CACHE_KEYS or key(o) in ("data", "data.classes")
-    ]
-    hint = rebuild_command(str(cfg.data.name), cfg.data.get("root"), cfg.data.get("labels"), recipe)
-    return open_cohort(cfg.paths.cache, str(cfg.data.name), preprocessing_hash(cfg), hint)
 
 
 def _resolve_split(
@@ -209,7 +191,7 @@ class LabelledCohort:
 
 def labelled_cohort(cfg: DictConfig, overrides: Sequence[str]) -> LabelledCohort:
     """Open the cache (recipe checked), check labels and pixels, permute for the leakage check."""
-    cohort = _load_cohort(cfg, overrides)
+    cohort = open_training_cohort(cfg, overrides)
     classes = [str(c) for c in cfg.data.classes]
     labels = class_indices(cohort.manifest, classes, str(cohort.directory / MANIFEST))
     if cfg.train.check_finite:
