@@ -42,7 +42,7 @@ from pipeline.preprocess.rejection import Rejection
 from pipeline.preprocess.results import RESULT_FORMAT, ResultStore, SubjectTask
 from pipeline.preprocess.shards import parse_shard, select_shard, write_shard_record
 from pipeline.preprocess.slices import MODES
-from pipeline.preprocess.workers import PreprocessError, check_chain, run_tasks
+from pipeline.preprocess.workers import PreprocessError, load_compute_path, run_tasks
 from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
 from pipeline.provenance import package_versions
 from pipeline.utils.atomic import write_json
@@ -231,7 +231,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
         return run.out
 
     tick = time.perf_counter()
-    records = _process_missing(run, plan, paths)
+    records = _process_missing(run, plan, paths, timings)
     timings["process_s"] = time.perf_counter() - tick
     if run.options.shard is not None:
         _finish_shard(run, records, timings)
@@ -271,9 +271,12 @@ def _up_to_date(run: CohortRun, inputs_hash: str) -> bool:
 
 
 def _process_missing(
-    run: CohortRun, plan: CohortPlan, paths: Mapping[str, Path]
+    run: CohortRun, plan: CohortPlan, paths: Mapping[str, Path], timings: dict[str, float]
 ) -> dict[str, SubjectRecord]:
-    """Process this run's subjects (its shard) that have no result yet, or all with ``force``."""
+    """Process this run's subjects (its shard) that have no result yet, or all with ``force``.
+
+    ``timings["load_s"]``: importing the compute path (torch, MONAI) and building the chain.
+    """
     mine = select_shard(plan.tasks, run.options.shard)
     todo = [t for t in mine if run.options.force or not paths[t.subject_id].exists()]
     if run.options.merge and todo:
@@ -284,10 +287,12 @@ def _process_missing(
             "(preprocess.shard=i/n), or run without preprocess.merge to process them here."
         )
     if todo:
+        tick = time.perf_counter()
         try:
-            check_chain(run.recipe)
+            load_compute_path(run.recipe)
         except ValueError as exc:
             raise PreprocessError(str(exc)) from exc
+        timings["load_s"] = time.perf_counter() - tick
     context = run.context()
     tasks = run_tasks(todo, context, run.options.workers, run.options.progress)
     records = {record.subject_id: record for record in tasks}

@@ -106,9 +106,11 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="preprocess", unit="subject", disable=not enabled or None)
 
 
-def check_chain(recipe: Mapping[str, Any]) -> None:
-    """Build the recipe's MONAI chain once, so a broken ``normalize.transforms`` is one
-    ``ValueError`` before any subject, not a failure in every worker."""
+def load_compute_path(recipe: Mapping[str, Any]) -> None:
+    """Import the compute path and build the recipe's MONAI chain once, before any worker
+    starts: the workers inherit both, and a broken ``normalize.transforms`` is one
+    ``ValueError`` instead of a failure in every worker."""
+    _compute_path()
     from pipeline.preprocess.transforms import SliceNormalizer
 
     try:
