@@ -1,9 +1,9 @@
 """Find subjects and their files on disk, and fingerprint files so reruns can tell what changed.
 
-Layout (see DESIGN.md): ``<root>/<subject_id>/…any depth…/files`` with any file names (``.dcm``,
-``.IMA``, none at all), or a top-level NIfTI ``<root>/<subject_id>.nii[.gz]``. Hidden folders
-(``.git``, ``.Trash``) are not walked; hidden files inside subject folders are still looked at,
-and counted as non-DICOM when they are (``.DS_Store``).
+Layout (see data/README.md): ``<root>/<subject_id>/…any depth…/files`` with any file names
+(``.dcm``, ``.IMA``, none at all), or a top-level NIfTI ``<root>/<subject_id>.nii[.gz]``. Hidden
+folders (``.git``, ``.Trash``) are not walked; hidden files inside subject folders are still
+looked at, and counted as non-DICOM when they are (``.DS_Store``).
 """
 
 from __future__ import annotations

@@ -174,3 +174,15 @@ def test_reliability_table_bins_and_ece() -> None:
     # bins: [0.9, 1.0] gap |0.5 - 0.925| x 2, [0.4, 0.5) gap |1 - 0.45|, [0.5, 0.6) gap |1 - 0.5|
     expected = (2 * 0.425 + 0.55 + 0.5) / 4
     assert expected_calibration_error(probs, y, n_bins=10) == pytest.approx(expected)
+
+
+def test_bootstrap_ece_formula_equals_torchmetrics() -> None:
+    from pipeline.evaluate.calibration import weighted_ece
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (200, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = rng.integers(0, 3, 200)
+    for bins in (5, 10, 15):
+        ours = weighted_ece(probs, y, np.ones((1, 200)), bins)[0]
+        assert ours == pytest.approx(expected_calibration_error(probs, y, bins), abs=1e-6)
