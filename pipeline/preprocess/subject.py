@@ -248,15 +248,15 @@ def _read_subject(
     outcome.rejections.extend(scan.rejections)
     if scan.stacks and not outcome.stacks:
         outcome.rejections.append(
-            Rejection(
-                task.subject_id,
-                "",
-                where,
-                "subject",
-                "no session gave usable slices (see the session rows of this subject)",
+            _subject_rejection(
+                task, where, "no session gave usable slices (see the session rows of this subject)"
             )
         )
     return outcome
+
+
+def _subject_rejection(task: SubjectTask, where: str, reason: str) -> Rejection:
+    return Rejection(task.subject_id, "", where, "subject", reason)
 
 
 @library_noise.routed()  # what the imaging libraries say goes to the debug log, not the console
@@ -270,15 +270,9 @@ def process_subject(context: SubjectContext, task: SubjectTask) -> SubjectRecord
     except Exception as exc:  # nothing about this subject could be read
         log.debug("subject %s failed", task.subject_id, exc_info=True)
         outcome = _Outcome()
+        detail = relative_reason(library_noise.scrub(str(exc)), context.ingest.root)
         outcome.rejections.append(
-            Rejection(
-                task.subject_id,
-                "",
-                where,
-                "subject",
-                f"could not be read: {type(exc).__name__}: "
-                f"{relative_reason(library_noise.scrub(str(exc)), context.ingest.root)}",
-            )
+            _subject_rejection(task, where, f"could not be read: {type(exc).__name__}: {detail}")
         )
     record = SubjectRecord(
         subject_id=task.subject_id,
