@@ -54,9 +54,11 @@ class FastScaleIntensityRangePercentiles(ScaleIntensityRangePercentiles):
     """MONAI's :class:`~monai.transforms.ScaleIntensityRangePercentiles`, same arguments and
     result, with both percentiles found in one NumPy pass.
 
-    MONAI computes each percentile of a CPU tensor with ``torch.quantile`` (a full sort each);
-    on three 128-pixel slices that is about ten times slower and was the costliest step of the
-    chain. Percentiles are taken over all channels together unless ``channel_wise``.
+    MONAI computes each percentile of a CPU tensor with ``torch.quantile`` (a full sort each).
+    Measured on the chosen slices of 40 demo subjects, the whole default chain took 8.9 ms per
+    subject with this class and 16.9 ms with MONAI's own (13.5 against 20.0 ms in a second run,
+    a loaded 2-core machine), with identical output. Percentiles are taken over all channels
+    together unless ``channel_wise``.
     """
 
     def _normalize(self, img: torch.Tensor) -> torch.Tensor:
