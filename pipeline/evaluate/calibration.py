@@ -50,8 +50,8 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
         raise ValueError(f"ece_bins must be at least 1, got {n_bins}")
     probs = np.asarray(probs, dtype=np.float64)
     error = multiclass_calibration_error(
-        torch.from_numpy(probs),
-        torch.from_numpy(np.asarray(y_true, dtype=np.int64)),
+        torch.from_numpy(np.array(probs)),
+        torch.from_numpy(np.array(y_true, dtype=np.int64)),  # a copy: torch wants it writable
         num_classes=probs.shape[1],
         n_bins=n_bins,
         norm="l1",
