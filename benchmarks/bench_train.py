@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -42,12 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from pipeline.cache import IMAGES, CacheError, cohort_dir, is_complete, load_cohort
 from pipeline.checkpoint import build_models, load_checkpoint
 from pipeline.config import compose, to_container
-from pipeline.evaluate.bootstrap import (
-    percentile_interval,
-    subject_resample_weights,
-    weighted_confusion,
-)
-from pipeline.evaluate.metrics import confusion_rates
+from pipeline.evaluate.bootstrap import paired_difference_interval
 from pipeline.inference import ensemble_probabilities
 from pipeline.models import input_channels, sized_model_config
 from pipeline.train.module import StageClassifier
@@ -253,26 +247,6 @@ def heldout_quality(cache_root: str, run_dir: Path) -> dict[str, float]:
         "difference_high": high,
         "n_heldout": float(len(heldout)),
     }
-
-
-def paired_difference_interval(
-    subject_ids: Sequence[str],
-    y_true: np.ndarray,
-    pred_a: np.ndarray,
-    pred_b: np.ndarray,
-    n_classes: int,
-    resamples: int = 2000,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """95% interval of balanced accuracy (a) - (b): both scored on the same subject resamples."""
-    weights = subject_resample_weights(subject_ids, resamples, seed=0)
-
-    def balanced_accuracy(pred: np.ndarray) -> np.ndarray:
-        cms = weighted_confusion(weights, y_true, pred, n_classes)
-        return confusion_rates(cms)["balanced_accuracy"]
-
-    interval = percentile_interval(balanced_accuracy(pred_a) - balanced_accuracy(pred_b), level)
-    return (float("nan"), float("nan")) if interval is None else (interval[0], interval[1])
 
 
 def main() -> None:

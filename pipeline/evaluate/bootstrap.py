@@ -160,3 +160,32 @@ def bootstrap_intervals(
     }
     ci["macro"] = {key: percentile_interval(values[f"macro_{key}"], level) for key in AVERAGED_KEYS}
     return ci
+
+
+def paired_difference_interval(
+    subject_ids: Sequence[str],
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_classes: int,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """``(low, high)`` of balanced accuracy of ``pred_a`` minus that of ``pred_b``.
+
+    Paired: both decisions are scored on the same subject resamples, so what the two share
+    (which subjects happen to be drawn) cancels and the interval is that of the difference, not
+    of two separate estimates. The same ``subject_ids`` order and ``seed`` give the same
+    resamples, so several methods compared with one baseline share them too. ``(nan, nan)`` when
+    the difference is undefined in most resamples.
+    """
+    weights = subject_resample_weights(subject_ids, resamples, seed)
+
+    def balanced_accuracy(pred: np.ndarray) -> np.ndarray:
+        return confusion_rates(weighted_confusion(weights, y_true, pred, n_classes))[
+            "balanced_accuracy"
+        ]
+
+    interval = percentile_interval(balanced_accuracy(pred_a) - balanced_accuracy(pred_b), level)
+    return (float("nan"), float("nan")) if interval is None else (interval[0], interval[1])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from pipeline.evaluate.bootstrap import (
     bootstrap_intervals,
+    paired_difference_interval,
     subject_resample_weights,
     weighted_ovr_auc,
 )
@@ -93,3 +94,23 @@ def test_undefined_in_most_resamples_gets_no_interval() -> None:
     ci = bootstrap_intervals(y, probs, [str(i) for i in range(20)], CLASSES, resamples=200)
     assert ci["per_class"]["MCI"]["recall"] is None  # no MCI subject at all
     assert ci["per_class"]["AD"]["auc"] is not None  # defined in most resamples
+
+
+def test_paired_difference_is_the_difference_on_shared_resamples() -> None:
+    """Against a plain loop: scikit-learn on each subject resample, both decisions on the same
+    draw; two copies of one decision differ by exactly 0 in every resample."""
+    y, probs = noisy_cohort(60, seed=3)
+    subjects = [f"s{i // 2}" for i in range(60)]  # two sessions per subject
+    pred_a = probs.argmax(axis=1)
+    pred_b = np.where(np.arange(60) % 3 == 0, (y + 1) % 3, pred_a)  # a third made wrong
+    weights = subject_resample_weights(subjects, 300, seed=5)
+    differences = [
+        balanced_accuracy_score(y, pred_a, sample_weight=w)
+        - balanced_accuracy_score(y, pred_b, sample_weight=w)
+        for w in weights
+    ]
+    expected = np.percentile(differences, [2.5, 97.5])
+    low, high = paired_difference_interval(subjects, y, pred_a, pred_b, 3, resamples=300, seed=5)
+    np.testing.assert_allclose([low, high], expected, atol=1e-12)
+    assert low > 0
+    assert paired_difference_interval(subjects, y, pred_a, pred_a, 3, resamples=300) == (0.0, 0.0)
