@@ -13,6 +13,12 @@ unexpected, it raises :class:`NeedsPydicom` and the caller reads the file with p
 also produces the error message for broken files. Value decoding (numbers, character sets)
 stays with the caller and pydicom.
 
+How it reads: one 8 KiB read holds the file meta and the whole header of a typical file; the
+walk decodes element headers from those bytes by offset (inline in :func:`_walk`'s loop) and
+reads the file again only past their end. Walking the file object instead (a ``read`` and a
+``seek`` per element, a function call per element header) cost 222 against 145 us a file on
+the demo cohort (4,510 files, best of 3, loaded 2-core machine).
+
 The VR encoding is sniffed at the first dataset element, as pydicom does: some writers declare
 explicit VR in the file meta and write implicit VR (or the reverse; pydicom's
 ``SC_rgb_jpeg.dcm`` is one), and trusting the meta would read such a file as garbage.
@@ -30,6 +36,7 @@ so this reader stays (27 us a file are not worth a crash).
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -53,6 +60,10 @@ _LONG_VRS = frozenset(
 _TAG = struct.Struct("<HH")
 _LENGTH = struct.Struct("<L")
 _SHORT_LENGTH = struct.Struct("<H")
+#: An explicit VR element header with a 2-byte length: group, element, VR, length.
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")
+#: Bytes read at a time: the whole header of a typical file (one read), or the next part.
+_CHUNK = 8192
 
 
 class NeedsPydicom(Exception):
@@ -71,20 +82,111 @@ def looks_explicit(head: bytes) -> bool | None:
     return 0x40 < head[4] < 0x5B and 0x40 < head[5] < 0x5B
 
 
+class _Window:
+    """The bytes of a stream around the walk: ``data`` holds the stream from offset ``base``.
+
+    The walk reads element headers and values from ``data`` by offset; only when it passes the
+    end of ``data`` is the stream read again, from there (:meth:`refill`).
+    """
+
+    __slots__ = ("base", "data", "stream")
+
+    def __init__(self, stream: BinaryIO, data: bytes, base: int = 0) -> None:
+        self.stream, self.data, self.base = stream, data, base
+
+    def refill(self, pos: int, n: int) -> int:
+        """Read the stream from ``pos`` (an offset in ``data``), at least ``n`` bytes unless it
+        ends first; return ``pos``'s offset in the new ``data`` (0)."""
+        self.base += pos
+        self.stream.seek(self.base)
+        self.data = self.stream.read(max(_CHUNK, n))
+        return 0
+
+
+def _element_header(
+    window: _Window, pos: int, implicit: bool
+) -> tuple[int, bytes | None, int, int] | None:
+    """(tag, VR or None, length, value offset) of the element at ``pos`` in ``window.data``
+    (refilled if needed: offsets are in the window's ``data`` afterwards), or None at the end
+    of the stream."""
+    data = window.data
+    if pos + 12 > len(data):
+        pos = window.refill(pos, 12)
+        data = window.data
+        if len(data) < 8:
+            if not data:
+                return None
+            raise NeedsPydicom("file ends inside an element header")
+    group, element = _TAG.unpack_from(data, pos)
+    tag = group << 16 | element
+    if implicit or group == 0xFFFE:  # items and delimiters never carry a VR
+        return tag, None, _LENGTH.unpack_from(data, pos + 4)[0], pos + 8
+    vr = data[pos + 4 : pos + 6]
+    if vr in _LONG_VRS:
+        if pos + 12 > len(data):
+            raise NeedsPydicom("file ends inside an element")
+        return tag, vr, _LENGTH.unpack_from(data, pos + 8)[0], pos + 12
+    return tag, vr, _SHORT_LENGTH.unpack_from(data, pos + 6)[0], pos + 8
+
+
+def _value(window: _Window, pos: int, length: int) -> tuple[bytes, int]:
+    """The ``length`` bytes at ``pos`` in ``window.data`` and the offset after them."""
+    if pos + length > len(window.data):
+        pos = window.refill(pos, length)
+        if length > len(window.data):
+            raise NeedsPydicom("file ends inside an element")
+    return window.data[pos : pos + length], pos + length
+
+
+def _skip_sequence(window: _Window, pos: int, implicit: bool) -> int:
+    """Skip the items of an undefined-length sequence, up to its delimiter; the offset after."""
+    while True:
+        header = _element_header(window, pos, implicit)
+        if header is None:
+            raise NeedsPydicom("sequence without its delimiter")
+        tag, _, length, pos = header
+        if tag == _SEQUENCE_END:
+            return pos
+        if tag != _ITEM:
+            raise NeedsPydicom(f"unexpected tag {tag:08X} inside a sequence")
+        if length != _UNDEFINED:
+            pos += length
+            continue
+        while True:  # an undefined-length item: skip its elements up to the item delimiter
+            header = _element_header(window, pos, implicit)
+            if header is None:
+                raise NeedsPydicom("item without its delimiter")
+            tag, vr, length, pos = header
+            if tag == _ITEM_END:
+                break
+            if length == _UNDEFINED:
+                pos = _skip_sequence(window, pos, implicit or vr == b"UN")  # UN: implicit VR
+            else:
+                pos += length
+
+
 @dataclass(frozen=True)
 class DatasetStream:
     """The dataset of a Part 10 file, after its file meta: in the file, or inflated in memory."""
 
-    stream: BinaryIO = field(repr=False, compare=False)  # positioned at the first element
+    stream: BinaryIO = field(repr=False, compare=False)  # offsets below are in this stream
     size: int  # bytes in ``stream``: the file's size, or the inflated dataset's end
     meta: dict[int, bytes]  # raw values of the file meta elements
     transfer_syntax: UID
     implicit: bool  # the VR encoding actually found (see :func:`looks_explicit`)
+    start: int = 0  # offset of the first dataset element in ``stream``
+    # What was read of ``stream`` already, around ``start``: the walk begins there.
+    window: _Window | None = field(default=None, repr=False, compare=False)
 
     @property
     def vr_as_declared(self) -> bool:
         """The dataset's VR encoding is the one its transfer syntax names."""
         return self.implicit == self.transfer_syntax.is_implicit_VR
+
+    def begin(self) -> tuple[_Window, int]:
+        """A window on ``stream`` and the first element's offset in it."""
+        window = self.window or _Window(self.stream, b"", self.start)
+        return window, self.start - window.base
 
 
 @dataclass(frozen=True)
@@ -99,57 +201,6 @@ class RawHeader:
     @property
     def transfer_syntax(self) -> UID:
         return self.dataset.transfer_syntax
-
-
-def _read(fh: BinaryIO, n: int) -> bytes:
-    data = fh.read(n)
-    if len(data) != n:
-        raise NeedsPydicom("file ends inside an element")
-    return data
-
-
-def _element_header(fh: BinaryIO, implicit: bool) -> tuple[int, bytes | None, int] | None:
-    """(tag, VR or None, length) of the next element, or None at the end of the file."""
-    head = fh.read(8)
-    if not head:
-        return None
-    if len(head) != 8:
-        raise NeedsPydicom("file ends inside an element header")
-    group, element = _TAG.unpack_from(head)
-    tag = group << 16 | element
-    if implicit or group == 0xFFFE:  # items and delimiters never carry a VR
-        return tag, None, _LENGTH.unpack_from(head, 4)[0]
-    vr = head[4:6]
-    if vr in _LONG_VRS:
-        return tag, vr, _LENGTH.unpack(_read(fh, 4))[0]
-    return tag, vr, _SHORT_LENGTH.unpack_from(head, 6)[0]
-
-
-def _skip_sequence(fh: BinaryIO, implicit: bool) -> None:
-    """Skip the items of an undefined-length sequence, up to its delimiter."""
-    while True:
-        header = _element_header(fh, implicit)
-        if header is None:
-            raise NeedsPydicom("sequence without its delimiter")
-        tag, _, length = header
-        if tag == _SEQUENCE_END:
-            return
-        if tag != _ITEM:
-            raise NeedsPydicom(f"unexpected tag {tag:08X} inside a sequence")
-        if length != _UNDEFINED:
-            fh.seek(length, 1)
-            continue
-        while True:  # an undefined-length item: skip its elements up to the item delimiter
-            header = _element_header(fh, implicit)
-            if header is None:
-                raise NeedsPydicom("item without its delimiter")
-            tag, vr, length = header
-            if tag == _ITEM_END:
-                break
-            if length == _UNDEFINED:
-                _skip_sequence(fh, implicit or vr == b"UN")  # UN sequences are implicit VR
-            else:
-                fh.seek(length, 1)
 
 
 def _guarded(error: Exception) -> NeedsPydicom:
@@ -171,39 +222,46 @@ def open_dataset(fh: BinaryIO) -> DatasetStream:
         raise _guarded(err) from err
 
 
+@functools.lru_cache(maxsize=64)
+def _transfer_syntax(raw: bytes) -> UID:
+    """The UID of a raw TransferSyntaxUID value (memoized: pydicom's UID checks its value, and
+    a cohort uses a handful)."""
+    return UID(raw.rstrip(b"\x00 ").decode("ascii"))
+
+
 def _open_dataset(fh: BinaryIO) -> DatasetStream:
-    preamble = fh.read(132)
-    if len(preamble) != 132 or preamble[128:] != b"DICM":
+    window = _Window(fh, fh.read(_CHUNK))
+    if len(window.data) < 132 or window.data[128:132] != b"DICM":
         raise NeedsPydicom("no DICM preamble")
     meta: dict[int, bytes] = {}
+    pos = 132
     while True:  # file meta information: always explicit VR little endian
-        start = fh.tell()
-        header = _element_header(fh, implicit=False)
+        header = _element_header(window, pos, implicit=False)
         if header is None or header[0] >> 16 != 0x0002:
-            fh.seek(start)
             break
-        tag, _, length = header
+        tag, _, length, pos = header
         if length == _UNDEFINED:
             raise NeedsPydicom("undefined length in the file meta information")
-        meta[tag] = _read(fh, length)
+        meta[tag], pos = _value(window, pos, length)
     try:
-        syntax = UID(meta[_TRANSFER_SYNTAX].rstrip(b"\x00 ").decode("ascii"))
+        syntax = _transfer_syntax(meta[_TRANSFER_SYNTAX])
     except (KeyError, UnicodeDecodeError) as err:
         raise NeedsPydicom(f"unusable transfer syntax ({err})") from err
     if not syntax.is_transfer_syntax or not syntax.is_little_endian:
         raise NeedsPydicom(f"transfer syntax {syntax.name}")
-    stream, size = fh, None
+    stream: BinaryIO = fh
     if syntax.is_deflated:  # PS3.5 A.5: raw deflate (no zlib header) of the whole dataset
+        fh.seek(window.base + pos)
         inflated = zlib.decompress(fh.read(), -zlib.MAX_WBITS)
         stream, size = io.BytesIO(inflated), len(inflated)
-    start = stream.tell()
-    explicit = looks_explicit(stream.read(6))
-    stream.seek(start)
+        window, pos = _Window(stream, inflated), 0
+    else:
+        size = fh.seek(0, io.SEEK_END)
+    if pos + 6 > len(window.data):
+        pos = window.refill(pos, 6)
+    explicit = looks_explicit(window.data[pos : pos + 6])
     implicit = syntax.is_implicit_VR if explicit is None else not explicit
-    if size is None:
-        size = stream.seek(0, io.SEEK_END)
-        stream.seek(start)
-    return DatasetStream(stream, size, meta, syntax, implicit)
+    return DatasetStream(stream, size, meta, syntax, implicit, window.base + pos, window)
 
 
 def read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
@@ -240,22 +298,46 @@ def _walk(
     values: dict[int, bytes],
     refuse: Collection[int],
 ) -> tuple[int | None, int]:
-    """Walk the top-level elements into ``values`` up to the pixel data: (length, offset)."""
-    fh, implicit = dataset.stream, dataset.implicit
+    """Walk the top-level elements into ``values`` up to the pixel data: (length, offset).
+
+    The element header is decoded inline while it lies inside the window (one ``struct`` call,
+    no function call per element: this loop runs ~70 times a file); :func:`_element_header`
+    takes the rest (a window to refill, the end of the file).
+    """
+    window, pos = dataset.begin()
+    implicit = dataset.implicit
+    data = window.data
     while True:
-        header = _element_header(fh, implicit)
-        if header is None:
-            return None, fh.tell()
-        tag, vr, length = header
+        if pos + 12 <= len(data):
+            group, element, vr, length = _EXPLICIT_HEADER.unpack_from(data, pos)
+            tag = group << 16 | element
+            if implicit or group == 0xFFFE:  # items and delimiters never carry a VR
+                vr, length, pos = None, _LENGTH.unpack_from(data, pos + 4)[0], pos + 8
+            elif vr in _LONG_VRS:
+                length, pos = _LENGTH.unpack_from(data, pos + 8)[0], pos + 12
+            else:
+                pos += 8
+        else:
+            header = _element_header(window, pos, implicit)
+            if header is None:
+                return None, window.base + len(window.data)
+            tag, vr, length, pos = header
+            data = window.data
         if tag in _PIXEL_TAGS:
-            return length, fh.tell()
+            return length, window.base + pos
         if tag in refuse:
             raise NeedsPydicom(f"element {tag:08X} needs pydicom")
         if length == _UNDEFINED:
             if not implicit and vr not in (b"SQ", b"UN"):
                 raise NeedsPydicom(f"undefined length on VR {vr!r}")
-            _skip_sequence(fh, implicit or vr == b"UN")
+            pos = _skip_sequence(window, pos, implicit or vr == b"UN")
+            data = window.data
         elif tag in wanted:
-            values[tag] = _read(fh, length)
+            if pos + length <= len(data):
+                values[tag] = data[pos : pos + length]
+                pos += length
+            else:
+                values[tag], pos = _value(window, pos, length)
+                data = window.data
         else:
-            fh.seek(length, 1)
+            pos += length
