@@ -29,25 +29,46 @@ so spacing-aware MONAI transforms work unchanged. The default chain, and why:
 
 Any other MONAI array transform can be added in the config; the output must be
 ``(S, size, size)``.
+
+Metadata: only the chain's first step reads the affine (the pixel spacing), so the chain runs
+with MONAI's ``set_track_meta(False)``: the first step still reads its input's affine, and the
+steps after it work on plain tensors, without MONAI's per-operation metadata bookkeeping
+(``MetaTensor.__torch_function__``, ``applied_operations``). Measured on the chosen slices of
+the 240 demo subjects (loaded 2-core machine): the default chain 22.0 -> 15.5 ms per subject,
+identical output. A chain with a step after the first whose output depends on the affine
+(:data:`READS_AFFINE`) keeps the metadata tracked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from monai.data import MetaTensor
-from monai.transforms import Compose, ScaleIntensityRange, ScaleIntensityRangePercentiles
+from monai.data import MetaTensor, get_track_meta, set_track_meta
+from monai.transforms import (
+    Compose,
+    Orientation,
+    ResampleToMatch,
+    ScaleIntensityRange,
+    ScaleIntensityRangePercentiles,
+    Spacing,
+    SpatialResample,
+)
 from monai.utils import convert_to_tensor
 
 from pipeline.preprocess.head import HeadMask, head_mask
 
 __all__ = ["FastScaleIntensityRangePercentiles", "HeadMask", "SliceNormalizer", "head_mask"]
+
+#: MONAI array transforms whose output depends on their input's affine (see the module
+#: docstring: after the first step of a chain, one of these needs the metadata tracked).
+READS_AFFINE = (Spacing, Orientation, SpatialResample, ResampleToMatch)
 
 
 class FastScaleIntensityRangePercentiles(ScaleIntensityRangePercentiles):
@@ -95,7 +116,9 @@ class SliceNormalizer:
 
     def __init__(self, normalize_cfg: Mapping[str, Any]) -> None:
         self.size = int(normalize_cfg["size"])
-        self.chain: Callable[[Any], Any] = build_chain(normalize_cfg.get("transforms") or [])
+        chain = build_chain(normalize_cfg.get("transforms") or [])
+        self.chain: Callable[[Any], Any] = chain
+        self.track_meta = any(isinstance(t, READS_AFFINE) for t in chain.transforms[1:])
 
     def __call__(self, slices: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> np.ndarray:
         """``(S, rows, cols)`` physical pixels -> ``(S, size, size)`` float32."""
@@ -109,7 +132,8 @@ class SliceNormalizer:
             torch.from_numpy(np.ascontiguousarray(slices, np.float32)), affine=affine
         )
         try:
-            out = self.chain(image)
+            with _tracking_meta(self.track_meta):
+                out = self.chain(image)
         except RuntimeError as exc:  # MONAI wraps the failing step's error; keep both
             cause = exc.__cause__ or exc
             raise ValueError(f"normalization failed: {exc} ({cause})") from exc
@@ -123,3 +147,14 @@ class SliceNormalizer:
         if not np.isfinite(arr).all():
             raise ValueError("normalization produced NaN or infinite values")
         return arr.astype(np.float32, copy=False)
+
+
+@contextlib.contextmanager
+def _tracking_meta(track: bool) -> Iterator[None]:
+    """MONAI's global ``track_meta`` set to ``track`` inside, restored afterwards."""
+    before = get_track_meta()
+    set_track_meta(track)
+    try:
+        yield
+    finally:
+        set_track_meta(before)
