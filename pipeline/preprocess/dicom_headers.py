@@ -33,6 +33,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, BinaryIO
 
 import pydicom
@@ -107,10 +108,6 @@ class DicomFileError(Exception):
 def hash_uid(uid: object, length: int = 12) -> str:
     """A short, stable SHA-256 of a UID: groups files without ever storing the UID itself."""
     return hashlib.sha256(str(uid).strip().encode("utf-8")).hexdigest()[:length]
-
-
-#: :func:`hash_uid` of the UIDs that every file of a series repeats (study, series).
-_hash_shared_uid = functools.lru_cache(maxsize=1024)(hash_uid)
 
 
 @dataclass(frozen=True)
@@ -394,34 +391,87 @@ def _check_fragments(fh: BinaryIO, value_start: int, file_size: int, endian: str
         )
 
 
-def _frame_header(
-    path: Path, values: HeaderValues, frame: int | None, **geometry: Any
-) -> FrameHeader:
-    """A FrameHeader from the top-level values plus this frame's geometry and rescale."""
+#: The values that every file of a series repeats: the fields they give are converted once per
+#: series (:func:`_series_fields`), not in each of its files.
+_SERIES_TAGS = tuple(
+    _TAGS[keyword]
+    for keyword in (
+        "SpecificCharacterSet",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "StudyDate",
+        "StudyTime",
+        "SeriesNumber",
+        "SeriesDescription",
+        "Modality",
+        "ImageType",
+        "MRAcquisitionType",
+        "Rows",
+        "Columns",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "BitsAllocated",
+        "BitsStored",
+        "PixelRepresentation",
+    )
+)
+
+
+def _series_fields(values: HeaderValues) -> Mapping[str, Any]:
+    """The :class:`FrameHeader` fields given by the series' shared values (:data:`_SERIES_TAGS`).
+
+    Memoized on their raw bytes when the values are raw (the fast reader's), so a series'
+    second and later files cost a tuple and a lookup.
+    """
+    key = tuple(values.values.get(tag) for tag in _SERIES_TAGS)
+    if all(value is None or type(value) is bytes for value in key):
+        return _series_fields_of_raw(key, values.little_endian)
+    return _convert_series_fields(values)
+
+
+@functools.lru_cache(maxsize=256)
+def _series_fields_of_raw(key: tuple[bytes | None, ...], little_endian: bool) -> Mapping[str, Any]:
+    raw = {tag: value for tag, value in zip(_SERIES_TAGS, key, strict=True) if value is not None}
+    return _convert_series_fields(HeaderValues(raw, little_endian))
+
+
+def _convert_series_fields(values: HeaderValues) -> Mapping[str, Any]:
     series_uid = values.text("SeriesInstanceUID")
     if not series_uid:
         raise DicomFileError("no SeriesInstanceUID: cannot tell which series the file belongs to")
     study_uid = values.text("StudyInstanceUID")
-    sop_uid = values.text("SOPInstanceUID") or str(path)
     image_type = values.strings("ImageType")
+    return MappingProxyType(
+        {
+            "series_key": hash_uid(series_uid),
+            "study_key": hash_uid(study_uid) if study_uid else "",
+            "study_order": values.text("StudyDate") + values.text("StudyTime"),
+            "series_number": values.integer("SeriesNumber"),
+            "modality": values.text("Modality").upper(),
+            "description": values.description(),
+            "derived": bool(image_type) and image_type[0].upper() == "DERIVED",
+            "localizer": any(value.upper() == "LOCALIZER" for value in image_type),
+            "rows": values.integer("Rows") or 0,
+            "cols": values.integer("Columns") or 0,
+            "samples_per_pixel": values.integer("SamplesPerPixel") or 1,
+            "photometric": values.text("PhotometricInterpretation").upper(),
+            "stored_range": values.stored_range(),
+            "mr_acquisition_type": values.text("MRAcquisitionType").upper(),
+        }
+    )
+
+
+def _frame_header(
+    path: Path, values: HeaderValues, frame: int | None, **geometry: Any
+) -> FrameHeader:
+    """A FrameHeader from the top-level values plus this frame's geometry and rescale."""
+    shared = _series_fields(values)
+    sop_uid = values.text("SOPInstanceUID") or str(path)
     return FrameHeader(
         path=path,
         frame=frame,
-        series_key=_hash_shared_uid(series_uid),
-        study_key=_hash_shared_uid(study_uid) if study_uid else "",
         instance_key=hash_uid(sop_uid if frame is None else f"{sop_uid}#{frame}"),
-        study_order=values.text("StudyDate") + values.text("StudyTime"),
-        series_number=values.integer("SeriesNumber"),
-        modality=values.text("Modality").upper(),
-        description=values.description(),
-        derived=bool(image_type) and image_type[0].upper() == "DERIVED",
-        localizer=any(value.upper() == "LOCALIZER" for value in image_type),
-        rows=values.integer("Rows") or 0,
-        cols=values.integer("Columns") or 0,
-        samples_per_pixel=values.integer("SamplesPerPixel") or 1,
-        photometric=values.text("PhotometricInterpretation").upper(),
-        stored_range=values.stored_range(),
-        mr_acquisition_type=values.text("MRAcquisitionType").upper(),
+        **shared,
         **geometry,
     )
 
@@ -631,7 +681,7 @@ def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
     pydicom says while reading goes to the debug log, and into the reason of a rejected file
     (see :mod:`.library_noise`).
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # a Path is not parsed again
     with library_noise.captured(str(path)) as noise, open(path, "rb") as fh:
         try:
             return _read_frames(fh, path)

@@ -307,14 +307,22 @@ def _walk(
     window, pos = dataset.begin()
     implicit = dataset.implicit
     data = window.data
+    end = len(data)
+    # Locals, not globals, and one set test for the rare tags: this loop is the hot path.
+    unpack_header, unpack_length, long_vrs = (
+        _EXPLICIT_HEADER.unpack_from,
+        _LENGTH.unpack_from,
+        _LONG_VRS,
+    )
+    stop = _PIXEL_TAGS | frozenset(refuse)
     while True:
-        if pos + 12 <= len(data):
-            group, element, vr, length = _EXPLICIT_HEADER.unpack_from(data, pos)
+        if pos + 12 <= end:
+            group, element, vr, length = unpack_header(data, pos)
             tag = group << 16 | element
             if implicit or group == 0xFFFE:  # items and delimiters never carry a VR
-                vr, length, pos = None, _LENGTH.unpack_from(data, pos + 4)[0], pos + 8
-            elif vr in _LONG_VRS:
-                length, pos = _LENGTH.unpack_from(data, pos + 8)[0], pos + 12
+                vr, length, pos = None, unpack_length(data, pos + 4)[0], pos + 8
+            elif vr in long_vrs:
+                length, pos = unpack_length(data, pos + 8)[0], pos + 12
             else:
                 pos += 8
         else:
@@ -323,21 +331,24 @@ def _walk(
                 return None, window.base + len(window.data)
             tag, vr, length, pos = header
             data = window.data
-        if tag in _PIXEL_TAGS:
-            return length, window.base + pos
-        if tag in refuse:
+            end = len(data)
+        if tag in stop:
+            if tag in _PIXEL_TAGS:
+                return length, window.base + pos
             raise NeedsPydicom(f"element {tag:08X} needs pydicom")
         if length == _UNDEFINED:
             if not implicit and vr not in (b"SQ", b"UN"):
                 raise NeedsPydicom(f"undefined length on VR {vr!r}")
             pos = _skip_sequence(window, pos, implicit or vr == b"UN")
             data = window.data
+            end = len(data)
         elif tag in wanted:
-            if pos + length <= len(data):
+            if pos + length <= end:
                 values[tag] = data[pos : pos + length]
                 pos += length
             else:
                 values[tag], pos = _value(window, pos, length)
                 data = window.data
+                end = len(data)
         else:
             pos += length

@@ -137,6 +137,8 @@ def _take_inventory(files: list[Path]) -> _Inventory:
 
 
 def _folders(path: Path, subject_dir: Path) -> tuple[str, ...]:
+    if path.parent == subject_dir:  # the common case, without relative_to's parsing
+        return ()
     try:
         return path.relative_to(subject_dir).parts[:-1]
     except ValueError:
