@@ -46,6 +46,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from pipeline.preprocess import library_noise
 from pipeline.preprocess.dicom_raw import (
+    HEAD_BYTES,
     NeedsPydicom,
     find_pixel_data,
     looks_explicit,
@@ -650,17 +651,15 @@ def _full_read_syntax(
 
 
 def _read_frames(fh: BinaryIO, path: Path) -> list[FrameHeader]:
-    head = fh.read(132)
+    head = fh.read(HEAD_BYTES)  # the whole header of a typical file: read once, used twice
     if not _sniff_dicom(head):
         _raise_if_not_a_copy(fh, path, head)
         raise NotDicomImageError("not DICOM")
-    file_size = os.fstat(fh.fileno()).st_size
-    fh.seek(0)
     try:
-        raw = read_raw_header(fh, _WANTED)
+        raw = read_raw_header(fh, _WANTED, head)
     except NeedsPydicom:
         fh.seek(0)
-        return _read_with_pydicom(fh, path, file_size)
+        return _read_with_pydicom(fh, path, os.fstat(fh.fileno()).st_size)
     values = HeaderValues(raw.values)
     n_frames = _check_image(values)
     dataset = raw.dataset
@@ -668,7 +667,7 @@ def _read_frames(fh: BinaryIO, path: Path) -> list[FrameHeader]:
         dataset.stream, values, raw.pixel_length, raw.pixel_offset, n_frames, dataset.size
     )
     frame = _classic_frame(path, values, n_frames)
-    if dataset.transfer_syntax.is_deflated or not dataset.vr_as_declared:
+    if dataset.deflated or not dataset.vr_as_declared:
         frame = replace(frame, full_read_syntax=dataset.transfer_syntax)
     return [frame]
 

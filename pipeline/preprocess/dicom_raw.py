@@ -42,7 +42,7 @@ import struct
 import zlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pydicom.uid import UID
 
@@ -62,8 +62,10 @@ _LENGTH = struct.Struct("<L")
 _SHORT_LENGTH = struct.Struct("<H")
 #: An explicit VR element header with a 2-byte length: group, element, VR, length.
 _EXPLICIT_HEADER = struct.Struct("<HH2sH")
-#: Bytes read at a time: the whole header of a typical file (one read), or the next part.
-_CHUNK = 8192
+#: Bytes read at a time: the whole header of a typical file in one read, or the next part.
+#: Callers that read a file's start themselves (to sniff it) read this much and pass it on.
+HEAD_BYTES = 8192
+_CHUNK = HEAD_BYTES
 
 
 class NeedsPydicom(Exception):
@@ -181,7 +183,11 @@ class DatasetStream:
     @property
     def vr_as_declared(self) -> bool:
         """The dataset's VR encoding is the one its transfer syntax names."""
-        return self.implicit == self.transfer_syntax.is_implicit_VR
+        return self.implicit == syntax_flags(self.transfer_syntax).implicit
+
+    @property
+    def deflated(self) -> bool:
+        return syntax_flags(self.transfer_syntax).deflated
 
     def begin(self) -> tuple[_Window, int]:
         """A window on ``stream`` and the first element's offset in it."""
@@ -210,16 +216,33 @@ def _guarded(error: Exception) -> NeedsPydicom:
 _ERRORS = (struct.error, ValueError, OverflowError, OSError, RecursionError, zlib.error)
 
 
-def open_dataset(fh: BinaryIO) -> DatasetStream:
+def open_dataset(fh: BinaryIO, head: bytes | None = None) -> DatasetStream:
     """The dataset of the Part 10 file open in ``fh`` (at 0), past its file meta.
 
-    A deflated dataset is inflated into memory. Raises :class:`NeedsPydicom` for a file without
-    a 'DICM' preamble, a big-endian one, or a file meta this reader cannot use.
+    ``head``: the file's first bytes when the caller has read them already (``fh`` is then
+    just past them). A deflated dataset is inflated into memory. Raises :class:`NeedsPydicom`
+    for a file without a 'DICM' preamble, a big-endian one, or a file meta this reader cannot
+    use.
     """
     try:
-        return _open_dataset(fh)
+        return _open_dataset(fh, fh.read(_CHUNK) if head is None else head)
     except _ERRORS as err:
         raise _guarded(err) from err
+
+
+class SyntaxFlags(NamedTuple):
+    """What the reader needs to know of a transfer syntax."""
+
+    usable: bool  # a transfer syntax pydicom knows, little endian
+    deflated: bool
+    implicit: bool  # implicit VR, as declared
+
+
+@functools.lru_cache(maxsize=64)
+def syntax_flags(uid: UID) -> SyntaxFlags:
+    """pydicom's properties of ``uid``, memoized (each is a lookup and a check per call)."""
+    usable = uid.is_transfer_syntax and uid.is_little_endian
+    return SyntaxFlags(usable, usable and uid.is_deflated, usable and uid.is_implicit_VR)
 
 
 @functools.lru_cache(maxsize=64)
@@ -229,8 +252,8 @@ def _transfer_syntax(raw: bytes) -> UID:
     return UID(raw.rstrip(b"\x00 ").decode("ascii"))
 
 
-def _open_dataset(fh: BinaryIO) -> DatasetStream:
-    window = _Window(fh, fh.read(_CHUNK))
+def _open_dataset(fh: BinaryIO, head: bytes) -> DatasetStream:
+    window = _Window(fh, head)
     if len(window.data) < 132 or window.data[128:132] != b"DICM":
         raise NeedsPydicom("no DICM preamble")
     meta: dict[int, bytes] = {}
@@ -247,10 +270,11 @@ def _open_dataset(fh: BinaryIO) -> DatasetStream:
         syntax = _transfer_syntax(meta[_TRANSFER_SYNTAX])
     except (KeyError, UnicodeDecodeError) as err:
         raise NeedsPydicom(f"unusable transfer syntax ({err})") from err
-    if not syntax.is_transfer_syntax or not syntax.is_little_endian:
+    flags = syntax_flags(syntax)
+    if not flags.usable:
         raise NeedsPydicom(f"transfer syntax {syntax.name}")
     stream: BinaryIO = fh
-    if syntax.is_deflated:  # PS3.5 A.5: raw deflate (no zlib header) of the whole dataset
+    if flags.deflated:  # PS3.5 A.5: raw deflate (no zlib header) of the whole dataset
         fh.seek(window.base + pos)
         inflated = zlib.decompress(fh.read(), -zlib.MAX_WBITS)
         stream, size = io.BytesIO(inflated), len(inflated)
@@ -260,17 +284,18 @@ def _open_dataset(fh: BinaryIO) -> DatasetStream:
     if pos + 6 > len(window.data):
         pos = window.refill(pos, 6)
     explicit = looks_explicit(window.data[pos : pos + 6])
-    implicit = syntax.is_implicit_VR if explicit is None else not explicit
+    implicit = flags.implicit if explicit is None else not explicit
     return DatasetStream(stream, size, meta, syntax, implicit, window.base + pos, window)
 
 
-def read_raw_header(fh: BinaryIO, wanted: Collection[int]) -> RawHeader:
-    """Raw bytes of the ``wanted`` top-level tags of the Part 10 file open in ``fh`` (at 0).
+def read_raw_header(fh: BinaryIO, wanted: Collection[int], head: bytes | None = None) -> RawHeader:
+    """Raw bytes of the ``wanted`` top-level tags of the Part 10 file open in ``fh`` (at 0, or
+    just past ``head``, its first bytes, when the caller has read them).
 
     Raises :class:`NeedsPydicom` when the file is not a plain little-endian classic image file,
     or is malformed in any way (pydicom then reads it, or says what is wrong with it).
     """
-    dataset = open_dataset(fh)
+    dataset = open_dataset(fh, head)
     meta = dataset.meta
     values = {tag: meta[tag] for tag in (_TRANSFER_SYNTAX, _SOP_CLASS) if tag in meta}
     try:

@@ -152,7 +152,10 @@ def _mixed(values: Sequence[object], label: str, fmt: object = str) -> None:
 def _check_consistent(frames: Sequence[FrameHeader]) -> None:
     """One orientation, one pixel shape, one pixel spacing."""
     reference = frames[0].orientation
-    if any(not same_orientation(f.orientation, reference) for f in frames):  # type: ignore[arg-type]
+    if any(
+        f.orientation != reference and not same_orientation(f.orientation, reference)  # type: ignore[arg-type]
+        for f in frames
+    ):  # equal values (the usual case) need no NumPy comparison
         planes = Counter(np.round(f.orientation, 2).tobytes() for f in frames)  # type: ignore[arg-type]
         raise SeriesRejected(
             f"mixed orientation: {len(planes)} different ImageOrientationPatient values in one "

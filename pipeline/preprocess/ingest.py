@@ -137,10 +137,15 @@ def _take_inventory(files: list[Path]) -> _Inventory:
 
 
 def _folders(path: Path, subject_dir: Path) -> tuple[str, ...]:
-    if path.parent == subject_dir:  # the common case, without relative_to's parsing
+    """The folders between ``subject_dir`` and the file ``path``."""
+    return _folder_parts(path.parent, subject_dir)
+
+
+def _folder_parts(folder: Path, subject_dir: Path) -> tuple[str, ...]:
+    if folder == subject_dir:  # the common case, without relative_to's parsing
         return ()
     try:
-        return path.relative_to(subject_dir).parts[:-1]
+        return folder.relative_to(subject_dir).parts
     except ValueError:
         return ()
 
@@ -150,7 +155,9 @@ def _session_units(inventory: _Inventory, subject_dir: Path) -> list[SessionUnit
         SessionUnit(
             key=key,
             group=frames[0].study_key,
-            folders=tuple(sorted({_folders(f.path, subject_dir) for f in frames})),
+            folders=tuple(
+                sorted({_folder_parts(p, subject_dir) for p in {f.path.parent for f in frames}})
+            ),
             order=frames[0].study_order,
         )
         for key, frames in inventory.series.items()

@@ -26,7 +26,7 @@ import re
 import traceback
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 #: Loggers of the libraries that read images for the preprocess stage.
@@ -153,18 +153,29 @@ def routed() -> Iterator[None]:
         _router.active = False
 
 
-@contextmanager
-def captured(label: str) -> Iterator[Noise]:
+class captured:  # lower case: used as a function, ``with captured(label) as noise``
     """Collect what the libraries say inside into a :class:`Noise`; log it at the end.
 
-    ``label`` names the file (or subject) in the debug log.
+    ``label`` names the file (or subject) in the debug log. A class rather than a generator
+    context manager: it wraps every file a cohort reads, and inside :func:`routed` (the
+    preprocess stage) entering and leaving it is two assignments.
     """
-    with routed():
-        noise, previous = Noise(label), _router.current
-        _router.current = noise
-        try:
-            yield noise
-        finally:
-            _router.current = previous
-            for message in noise.messages:
-                _write_debug(label, message)
+
+    def __init__(self, label: str) -> None:
+        self.noise = Noise(label)
+        self._previous: Noise | None = None
+        self._routing: ExitStack | None = None
+
+    def __enter__(self) -> Noise:
+        if not _router.active:
+            self._routing = ExitStack()
+            self._routing.enter_context(routed())
+        self._previous, _router.current = _router.current, self.noise
+        return self.noise
+
+    def __exit__(self, *exc: object) -> None:
+        _router.current = self._previous
+        for message in self.noise.messages:
+            _write_debug(self.noise.label, message)
+        if self._routing is not None:
+            self._routing.close()
