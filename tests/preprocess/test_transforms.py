@@ -101,3 +101,35 @@ def test_fast_percentile_scaling_matches_monai(kwargs):
     got = FastScaleIntensityRangePercentiles(**kwargs)(image)
     assert got.dtype == expected.dtype and got.shape == expected.shape
     torch.testing.assert_close(got.as_tensor(), expected.as_tensor(), atol=1e-5, rtol=1e-5)
+
+
+def test_untracked_metadata_gives_the_tracked_output(preprocess_cfg, normalizer):
+    """The default chain runs without MONAI's metadata tracking: same pixels as with it, and
+    MONAI's global setting is left as it was."""
+    from monai.data import get_track_meta
+
+    assert not normalizer.track_meta
+    slices = np.stack([ellipse_head(seed=s) for s in range(3)])
+    tracked = SliceNormalizer(preprocessing_config(preprocess_cfg)["normalize"])
+    tracked.track_meta = True
+    np.testing.assert_array_equal(normalizer(slices, (0.86, 0.9)), tracked(slices, (0.86, 0.9)))
+    assert get_track_meta()
+
+
+def test_a_later_step_that_reads_the_affine_keeps_metadata_tracked():
+    """Spacing after another step still sees the pixel spacing: a 2 mm square of 8 x 8 pixels
+    becomes 16 x 16 pixels at 1 mm."""
+    image = np.zeros((1, 32, 32), np.float32)
+    image[0, 12:20, 12:20] = 1.0
+    cfg = {
+        "size": 64,
+        "transforms": [
+            {"_target_": "monai.transforms.ScaleIntensity"},
+            {"_target_": "monai.transforms.Spacing", "pixdim": [1.0, 1.0], "mode": "nearest"},
+            {"_target_": "monai.transforms.ResizeWithPadOrCrop", "spatial_size": [64, 64]},
+        ],
+    }
+    normalizer = SliceNormalizer(cfg)
+    assert normalizer.track_meta
+    out = normalizer(image, (2.0, 2.0))
+    assert int((out > 0.5).sum()) == 16 * 16
