@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 from pipeline.utils.atomic import write_text
 
@@ -49,12 +50,13 @@ def pip_freeze() -> str:
     """
     lines = []
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"] or "?"
-        lines.append(_editable_location(dist) or f"{name}=={dist.version}")
+        metadata = dist.metadata  # parsed on each access: once here, not for name and version
+        name = metadata["Name"] or "?"
+        lines.append(_editable_location(dist, metadata) or f"{name}=={metadata['Version']}")
     return "".join(f"{line}\n" for line in sorted(set(lines), key=str.lower))
 
 
-def _editable_location(dist: importlib.metadata.Distribution) -> str | None:
+def _editable_location(dist: importlib.metadata.Distribution, metadata: Any) -> str | None:
     try:
         direct = json.loads(dist.read_text("direct_url.json") or "{}")
     except ValueError:
@@ -62,7 +64,7 @@ def _editable_location(dist: importlib.metadata.Distribution) -> str | None:
     if not direct.get("dir_info", {}).get("editable"):
         return None
     url = str(direct.get("url", ""))
-    return f"-e {url.removeprefix('file://')}  # {dist.metadata['Name']}=={dist.version}"
+    return f"-e {url.removeprefix('file://')}  # {metadata['Name']}=={metadata['Version']}"
 
 
 def write_pip_freeze(folder: str | Path) -> Path:
