@@ -422,7 +422,8 @@ def _series_fields(values: HeaderValues) -> Mapping[str, Any]:
     """The :class:`FrameHeader` fields given by the series' shared values (:data:`_SERIES_TAGS`).
 
     Memoized on their raw bytes when the values are raw (the fast reader's), so a series'
-    second and later files cost a tuple and a lookup.
+    second and later files cost a tuple and a lookup (and what pydicom says when decoding a
+    non-ASCII description reaches the debug log once per series, with its first file).
     """
     key = tuple(values.values.get(tag) for tag in _SERIES_TAGS)
     if all(value is None or type(value) is bytes for value in key):
