@@ -4,6 +4,11 @@ A model config is a Hydra ``_target_`` with keyword arguments. Its input-channel
 arguments are left ``null`` in ``conf/model/*.yaml``; :func:`sized_model_config` fills them from the
 slice mode, the cache's slice count and ``data.classes``, so one config serves every cohort. The
 filled config is what the checkpoint stores, so evaluate rebuilds exactly the trained network.
+
+An output head (``conf/head``, :mod:`pipeline.models.ordinal`) wraps the network: with a head,
+:func:`network_config` sizes the network to the head's ``backbone_outputs`` and stores
+``{head _target_, num_classes, backbone: <network>}``; without one (``head=softmax``) the network's
+own K logits are the output.
 """
 
 from __future__ import annotations
@@ -11,9 +16,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hydra.utils import get_class
+
+from pipeline.models.ordinal import CornHead, CumulativeLinkHead
 from pipeline.models.simple_cnn import SimpleCNN
 
-__all__ = ["IN_CHANNEL_KEYS", "NUM_CLASS_KEYS", "SimpleCNN", "input_channels", "sized_model_config"]
+__all__ = [
+    "IN_CHANNEL_KEYS",
+    "NUM_CLASS_KEYS",
+    "CornHead",
+    "CumulativeLinkHead",
+    "SimpleCNN",
+    "input_channels",
+    "network_config",
+    "sized_model_config",
+]
 
 #: Argument names networks use for their input channels (MONAI's ResNet says n_input_channels).
 IN_CHANNEL_KEYS = ("in_channels", "n_input_channels")
@@ -57,3 +74,22 @@ def sized_model_config(
     _fill(config, IN_CHANNEL_KEYS, in_channels, "input channels")
     _fill(config, NUM_CLASS_KEYS, num_classes, "number of classes")
     return config
+
+
+def network_config(
+    net_cfg: Mapping[str, Any],
+    head_cfg: Mapping[str, Any] | None,
+    in_channels: int,
+    num_classes: int,
+) -> dict[str, Any]:
+    """The network to build and store: ``net_cfg`` sized, wrapped in ``head_cfg`` when it has a
+    ``_target_`` (an empty or missing head keeps the network's own ``num_classes`` logits)."""
+    if not head_cfg or "_target_" not in head_cfg:
+        return sized_model_config(net_cfg, in_channels, num_classes)
+    head = dict(head_cfg)
+    outputs = get_class(str(head["_target_"])).backbone_outputs(num_classes)
+    return {
+        **head,
+        "num_classes": num_classes,
+        "backbone": sized_model_config(net_cfg, in_channels, outputs),
+    }
