@@ -43,7 +43,7 @@ from pipeline.checkpoint import build_models, load_checkpoint
 from pipeline.config import compose, to_container
 from pipeline.evaluate.bootstrap import paired_difference_interval
 from pipeline.inference import ensemble_probabilities
-from pipeline.models import input_channels, sized_model_config
+from pipeline.models import input_channels, network_config
 from pipeline.train.module import StageClassifier
 
 DEMO_HINT = (
@@ -145,7 +145,12 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
         rows = np.arange(n)
         labels = np.arange(n) % len(cfg.data.classes)
         in_ch = input_channels(str(cfg.data.slice_mode), images.shape[1])
-        model_cfg = sized_model_config(to_container(cfg.model.net), in_ch, len(cfg.data.classes))
+        model_cfg = network_config(
+            to_container(cfg.model.net),
+            to_container(cfg.head) if cfg.get("head") else None,
+            in_ch,
+            len(cfg.data.classes),
+        )
         augment = instantiate(cfg.augment, _convert_="all")
 
         def module(with_augment: bool) -> StageClassifier:

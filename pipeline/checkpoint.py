@@ -46,8 +46,10 @@ class FoldEntry:
     Attributes:
         state_dict: the network's weights (``network`` of the checkpoint builds the module).
         train_subjects: sorted ids of the subjects it trained on.
-        val_subjects: sorted ids of the subjects that chose its epoch.
-        best_epoch: 0-based epoch of these weights (the best validation score).
+        val_subjects: sorted ids of the fold's validation subjects (they fit the decision rule,
+            and choose the epoch under ``callbacks=early_stopping``).
+        best_epoch: 0-based epoch of these weights (the kept one: the last epoch by default,
+            the best validation score under ``callbacks=early_stopping``).
         epochs_trained: epochs run before training stopped.
         val_metrics: validation metrics at ``best_epoch`` (``val_bal_acc``, ``val_auc``, ...).
     """

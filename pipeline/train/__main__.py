@@ -46,7 +46,7 @@ def main(cfg: DictConfig) -> float | None:
         for item in result.folds:
             metrics = item["val_metrics"]
             log.info(
-                "Fold %d: best epoch %d of %d, validation balanced accuracy %.3f (AUC %.3f)",
+                "Fold %d: kept epoch %d of %d, validation balanced accuracy %.3f (AUC %.3f)",
                 item["fold"],
                 item["best_epoch"],
                 item["epochs_trained"],

@@ -30,15 +30,16 @@ def build_callbacks(configs: Mapping[str, Any], checkpoint_dir: Path) -> list[Ca
 
 @dataclass(frozen=True)
 class CheckpointCallbacks:
-    """The two ModelCheckpoints a run relies on: the best model, and the state to resume from."""
+    """The ModelCheckpoints a run relies on: the state to resume from (always) and, when the
+    config has a monitored one, the best model by its metric."""
 
-    best: ModelCheckpoint
     last: ModelCheckpoint
+    best: ModelCheckpoint | None = None
 
     @property
-    def best_path(self) -> Path:
+    def best_path(self) -> Path | None:
         """Where ``best`` writes (its ``filename`` has no metric placeholders)."""
-        return _file_of(self.best)
+        return _file_of(self.best) if self.best is not None else None
 
     @property
     def last_path(self) -> Path:
@@ -46,8 +47,14 @@ class CheckpointCallbacks:
         return _file_of(self.last)
 
     @property
-    def monitor(self) -> str:
-        return str(self.best.monitor)
+    def model_path(self) -> Path:
+        """The checkpoint whose weights the fold keeps: the best one, else the last epoch's."""
+        return self.best_path or self.last_path
+
+    @property
+    def monitor(self) -> str | None:
+        """The metric that chooses the model, or ``None`` when the last epoch is kept."""
+        return str(self.best.monitor) if self.best is not None else None
 
 
 def _file_of(callback: ModelCheckpoint) -> Path:
@@ -55,17 +62,19 @@ def _file_of(callback: ModelCheckpoint) -> Path:
 
 
 def checkpoint_callbacks(callbacks: list[Callback]) -> CheckpointCallbacks:
-    """The monitored and the unmonitored ModelCheckpoint of ``callbacks`` (one of each)."""
+    """The unmonitored ModelCheckpoint of ``callbacks`` (exactly one) and the monitored one
+    (at most one)."""
     checkpoints = [c for c in callbacks if isinstance(c, ModelCheckpoint)]
     monitored = [c for c in checkpoints if c.monitor]
     unmonitored = [c for c in checkpoints if not c.monitor]
-    if len(monitored) != 1 or len(unmonitored) != 1:
+    if len(monitored) > 1 or len(unmonitored) != 1:
         raise TrainError(
-            "conf/callbacks needs exactly one ModelCheckpoint with a monitor (the model best.pt "
-            "keeps) and one without (the state train.resume=true continues from); found "
-            f"{len(monitored)} and {len(unmonitored)}."
+            "conf/callbacks needs exactly one ModelCheckpoint without a monitor (the last "
+            "epoch's state: what train.resume=true continues from, and the model kept when "
+            "nothing else chooses) and at most one with a monitor (the best model, which "
+            f"best.pt then keeps); found {len(unmonitored)} and {len(monitored)}."
         )
-    return CheckpointCallbacks(best=monitored[0], last=unmonitored[0])
+    return CheckpointCallbacks(last=unmonitored[0], best=monitored[0] if monitored else None)
 
 
 class InterruptNotice(L.Callback):

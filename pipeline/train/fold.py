@@ -2,8 +2,9 @@
 :class:`~pipeline.checkpoint.FoldEntry`.
 
 A fold's folder (the run folder itself for a plain run, ``fold_<i>/`` for k-fold) holds
-Lightning's ``checkpoints/best.ckpt`` (best ``val/bal_acc``) and ``checkpoints/last.ckpt`` (end of
-the last finished epoch, for resuming), ``metrics.csv`` (one row per epoch, from the CSV logger)
+Lightning's ``checkpoints/last.ckpt`` (end of the last finished epoch: for resuming, and the model
+the fold keeps by default) and, with ``callbacks=early_stopping``, ``checkpoints/best.ckpt`` (best
+``val/bal_acc``, then the model kept), ``metrics.csv`` (one row per epoch, from the CSV logger)
 and ``logs/``. When the fold is done its entry is written to ``checkpoints/fold_result.pt``, so
 resuming a k-fold run skips it.
 """
@@ -151,6 +152,7 @@ def build_datamodule(
 def _best_score(checkpoints: CheckpointCallbacks, lightning_ckpt: dict[str, Any]) -> float:
     """``ModelCheckpoint.best_model_score``; under ``ddp_spawn`` the parent process gets only the
     path back from the workers, so the score is read from the callback's state in the file."""
+    assert checkpoints.best is not None
     score = checkpoints.best.best_model_score
     if score is None:
         states = lightning_ckpt.get("callbacks", {})
@@ -171,33 +173,39 @@ def _best_score(checkpoints: CheckpointCallbacks, lightning_ckpt: dict[str, Any]
 def fold_entry(
     checkpoints: CheckpointCallbacks, history: pd.DataFrame, rows: FoldRows
 ) -> FoldEntry:
-    """The fold's entry: the best checkpoint's weights, epoch and score, and the validation
-    metrics of that epoch."""
-    best_path = checkpoints.best_path
-    if not best_path.is_file():
+    """The fold's entry: the kept checkpoint's weights (best or last epoch), its epoch, and the
+    validation metrics of that epoch."""
+    model_path = checkpoints.model_path
+    if not model_path.is_file():
         raise TrainError(
-            f"No {best_path} after training: validation never produced "
-            f"{checkpoints.monitor} (check that the validation subjects are not empty)."
+            f"No {model_path} after training: "
+            + (
+                f"validation never produced {checkpoints.monitor} (check that the validation "
+                "subjects are not empty)."
+                if checkpoints.monitor
+                else "no epoch finished."
+            )
         )
-    lightning_ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
+    lightning_ckpt = torch.load(model_path, map_location="cpu", weights_only=True)
     state = {
         k.removeprefix("net."): v.contiguous()
         for k, v in lightning_ckpt["state_dict"].items()
         if k.startswith("net.")
     }
-    best_epoch = int(lightning_ckpt["epoch"])
-    row = history.loc[history["epoch"] == best_epoch]
+    kept_epoch = int(lightning_ckpt["epoch"])
+    row = history.loc[history["epoch"] == kept_epoch]
     metrics = (
         {}
         if row.empty
         else {k: float(v) for k, v in row.iloc[0].items() if str(k).startswith("val_")}
     )
-    metrics[column_name(checkpoints.monitor)] = _best_score(checkpoints, lightning_ckpt)
+    if checkpoints.monitor:
+        metrics[column_name(checkpoints.monitor)] = _best_score(checkpoints, lightning_ckpt)
     return FoldEntry(
         state_dict=state,
         train_subjects=tuple(rows.train_ids),
         val_subjects=tuple(rows.val_ids),
-        best_epoch=best_epoch,
+        best_epoch=kept_epoch,
         epochs_trained=int(history["epoch"].max()) + 1,
         val_metrics=metrics,
     )

@@ -8,7 +8,8 @@ The run folder (``hydra.run.dir``) ends up holding:
 - ``checkpoints/best.pt`` (:mod:`pipeline.checkpoint`; one entry in ``folds`` per trained model)
 - Lightning's ``checkpoints/{best,last}.ckpt`` and ``logs/{csv,tensorboard}/`` -- under
   ``fold_<i>/`` for each fold when ``split.folds`` > 1 (logs: one ``version_<n>`` per (re)start)
-- ``summary.json`` (best epoch and validation metrics per fold)
+- ``summary.json`` (per fold: the kept epoch, its validation metrics and how optimistic its
+  score is; the decision rule with its cross-fitted validation scores)
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.cache import IMAGES, MANIFEST, PreprocessedCohort
 from pipeline.checkpoint import BEST_PT, Checkpoint, FoldEntry, build_model, save_checkpoint
 from pipeline.config import to_container
+from pipeline.decision import DecisionRule, crossfit_scores
 from pipeline.inference import predict_probabilities
-from pipeline.models import input_channels, sized_model_config
+from pipeline.models import input_channels, network_config
 from pipeline.provenance import package_versions, write_pip_freeze
 from pipeline.train.cohort import (
     ClassCounts,
@@ -42,6 +44,7 @@ from pipeline.train.cohort import (
 )
 from pipeline.train.errors import TrainError
 from pipeline.train.fold import TrainContext, fold_rows, train_fold
+from pipeline.train.history import METRICS_FILE, selection
 from pipeline.train.plots import plot_training_curves
 from pipeline.train.splits import (
     fold_subjects,
@@ -67,6 +70,7 @@ class TrainResult:
     run_dir: Path
     checkpoint: Path | None
     folds: list[dict[str, Any]]
+    decision: dict[str, Any] | None = None
 
     @property
     def mean_val_bal_acc(self) -> float | None:
@@ -247,8 +251,9 @@ def train_context(
     _log_split(split, data.per_subject, classes)
     _write_run_files(run_dir, cfg, split, resume)
     n_slices = int(data.cohort.images.shape[1])
-    network = sized_model_config(
+    network = network_config(
         to_container(cfg.model.net),
+        to_container(cfg.head) if cfg.get("head") else None,
         input_channels(str(cfg.data.slice_mode), n_slices),
         len(classes),
     )
@@ -263,11 +268,30 @@ def train_context(
     )
 
 
-def fit_decision_rule(cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEntry]) -> Any:
+@dataclass(frozen=True)
+class FittedDecision:
+    """The run's decision rule and its validation balanced accuracy (``argmax``, ``fitted`` on
+    all validation rows, ``crossfit``: each fold's rows decided by the rule fitted on the other
+    folds; see :func:`pipeline.decision.crossfit_scores`)."""
+
+    rule: DecisionRule
+    scores: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule.describe(),
+            "params": self.rule.to_dict(),
+            "val_bal_acc": {k: round(v, 4) for k, v in self.scores.items()},
+        }
+
+
+def fit_decision_rule(
+    cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEntry]
+) -> FittedDecision:
     """``conf/decision`` fitted on the validation subjects: each fold's model on its own ones
     (out-of-fold predictions for k-fold), the rows' class indices as truth."""
     rule = instantiate(cfg.decision, _convert_="all")
-    probs, labels = [], []
+    probs, labels, groups = [], [], []
     for fold, entry in enumerate(folds):
         model = build_model(ctx.network)
         model.load_state_dict(entry.state_dict)
@@ -278,13 +302,22 @@ def fit_decision_rule(cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEn
             )
         )
         labels.append(ctx.labels[rows])
-    fitted = rule.fit(np.concatenate(probs), np.concatenate(labels))
-    log.info("Decision rule: %s", fitted.describe())
-    return fitted
+        groups.append(np.full(len(rows), fold))
+    probs_all, labels_all, groups_all = map(np.concatenate, (probs, labels, groups))
+    fitted = rule.fit(probs_all, labels_all, groups_all)
+    scores = crossfit_scores(rule, probs_all, labels_all, groups_all)
+    log.info(
+        "Decision rule: %s (validation balanced accuracy: argmax %.3f, this rule cross-fitted "
+        "%.3f)",
+        fitted.describe(),
+        scores["argmax"],
+        scores["crossfit"],
+    )
+    return FittedDecision(fitted, scores)
 
 
 def build_checkpoint(
-    cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEntry], decision: Any
+    cfg: DictConfig, ctx: TrainContext, folds: Sequence[FoldEntry], decision: DecisionRule
 ) -> Checkpoint:
     """The ``best.pt`` of the run."""
     return Checkpoint(
@@ -322,18 +355,36 @@ def write_history(ctx: TrainContext, folds: Sequence[FoldEntry]) -> None:
     )
 
 
+def fold_summaries(ctx: TrainContext, folds: Sequence[FoldEntry]) -> list[dict[str, Any]]:
+    """Each fold's entry summary and the :class:`~pipeline.train.history.Selection` of its kept
+    epoch on its validation curve."""
+    out = []
+    for i, entry in enumerate(folds):
+        path = ctx.fold_dir(i) / METRICS_FILE
+        chosen = selection(pd.read_csv(path), entry.best_epoch) if path.is_file() else None
+        out.append(
+            {"fold": i, **entry.summary(), "selection": chosen.to_dict() if chosen else None}
+        )
+    return out
+
+
 def write_summary(
     cfg: DictConfig,
     ctx: TrainContext,
     data: LabelledCohort,
     best_path: Path,
     folds: Sequence[FoldEntry],
+    decision: FittedDecision,
     seconds: float,
 ) -> TrainResult:
-    """``summary.json``: class counts, each fold's best epoch and validation scores, time."""
+    """``summary.json``: class counts, each fold's kept epoch, validation scores and selection
+    optimism, the decision rule and its validation scores, time."""
     classes = [str(c) for c in cfg.data.classes]
-    summary = [{"fold": i, **f.summary()} for i, f in enumerate(folds)]
-    result = TrainResult(run_dir=ctx.run_dir, checkpoint=best_path, folds=summary)
+    summary = fold_summaries(ctx, folds)
+    optimism = [f["selection"]["optimism"] for f in summary if f["selection"]]
+    result = TrainResult(
+        run_dir=ctx.run_dir, checkpoint=best_path, folds=summary, decision=decision.to_dict()
+    )
     write_json(
         ctx.run_dir / "summary.json",
         {
@@ -346,6 +397,8 @@ def write_summary(
             "shuffle_labels": bool(cfg.train.shuffle_labels),
             "folds": summary,
             "mean_val_bal_acc": result.mean_val_bal_acc,
+            "selection_optimism": round(float(np.mean(optimism)), 4) if optimism else None,
+            "decision": decision.to_dict(),
             "checkpoint": str(best_path),
             "seconds": round(seconds, 1),
         },
@@ -373,7 +426,8 @@ def train(
     folds = [e for e in entries if e is not None]
     decision = fit_decision_rule(cfg, ctx, folds)
     best_path = save_checkpoint(
-        run_dir / "checkpoints" / BEST_PT, build_checkpoint(cfg, ctx, folds, decision)
+        run_dir / "checkpoints" / BEST_PT, build_checkpoint(cfg, ctx, folds, decision.rule)
     )
     write_history(ctx, folds)
-    return write_summary(cfg, ctx, data, best_path, folds, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return write_summary(cfg, ctx, data, best_path, folds, decision, seconds)

@@ -25,6 +25,7 @@ from tests.helpers import compose_in, write_cache
 #: Small and fast: 32x32 images, a 3-block CNN, a few epochs, no progress bar.
 FAST_OVERRIDES = (
     "data.name=fake",
+    "split.folds=1",  # one model: the default 5-fold ensemble is tested where it matters
     "normalize.size=32",
     "model.net.channels=[8,16,32]",
     "trainer.max_epochs=3",

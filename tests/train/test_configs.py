@@ -120,11 +120,42 @@ def test_callbacks_and_loggers_build_into_the_fold_folders(tmp_path) -> None:
 
     cfg = _compose()
     callbacks = build_callbacks(cfg.callbacks, tmp_path / "checkpoints")
-    pair = checkpoint_callbacks(callbacks)
-    assert pair.monitor == "val/bal_acc"
-    assert pair.best_path == tmp_path / "checkpoints" / "best.ckpt"
-    assert pair.last_path == tmp_path / "checkpoints" / "last.ckpt"
+    pair = checkpoint_callbacks(callbacks)  # the default keeps the last epoch
+    assert pair.monitor is None and pair.best_path is None
+    assert pair.model_path == pair.last_path == tmp_path / "checkpoints" / "last.ckpt"
+    early = checkpoint_callbacks(
+        build_callbacks(_compose("callbacks=early_stopping").callbacks, tmp_path / "checkpoints")
+    )
+    assert early.monitor == "val/bal_acc"
+    assert early.model_path == early.best_path == tmp_path / "checkpoints" / "best.ckpt"
+    assert early.last_path == tmp_path / "checkpoints" / "last.ckpt"
     loggers = build_loggers(cfg.logger, tmp_path)
     assert [type(lg).__name__ for lg in loggers] == ["CSVLogger", "TensorBoardLogger"]
     assert all(str(lg.save_dir) == str(tmp_path / "logs") for lg in loggers)
-    assert instantiate(cfg.decision).kind == "argmax"
+    assert instantiate(cfg.decision).kind == "temperature_prior"
+    assert instantiate(_compose("decision=argmax").decision).kind == "argmax"
+
+
+@pytest.mark.parametrize("head", _options("head"))
+@pytest.mark.parametrize("model", ["simple_cnn", "resnet18"])
+def test_every_head_wraps_the_networks(head: str, model: str) -> None:
+    from pipeline.checkpoint import build_model
+    from pipeline.config import to_container
+    from pipeline.models import network_config
+
+    cfg = _compose(f"head={head}", f"model={model}")
+    network = network_config(
+        to_container(cfg.model.net), to_container(cfg.head) if cfg.head else None, 3, 3
+    )
+    out = build_model(network).eval()(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 3)
+    if head != "softmax":  # ordinal heads return log-probabilities
+        torch.testing.assert_close(out.exp().sum(dim=1), torch.ones(2))
+
+
+def test_decision_configs_instantiate() -> None:
+    for name in _options("decision"):
+        assert instantiate(_compose(f"decision={name}").decision).kind in {
+            "argmax",
+            "temperature_prior",
+        }

@@ -12,8 +12,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.cache import load_cohort
-from pipeline.checkpoint import load_checkpoint
+from pipeline.checkpoint import build_models, load_checkpoint
 from pipeline.config import compose
+from pipeline.inference import ensemble_probabilities
 from pipeline.preprocess.run import preprocess_cohort
 from pipeline.synthetic import generate_cohort
 from pipeline.train import train
@@ -55,14 +56,30 @@ def test_default_model_learns_above_a_linear_baseline(
     assert cnn >= linear + 0.15, (cnn, linear)
 
 
-def test_default_model_learns_the_demo_cohort_above_a_linear_baseline(tmp_path, quick_freeze):
+def _validation_recalls(cache, run) -> np.ndarray:
+    """Per-class recall on the run's validation subjects, with the checkpoint's own rule."""
+    cohort = load_cohort(cache)
+    ckpt = load_checkpoint(run)
+    val = cohort.manifest["subject_id"].isin(ckpt.folds[0].val_subjects).to_numpy()
+    probs, _ = ensemble_probabilities(
+        build_models(ckpt), cohort.images[val], ckpt.slice_mode, device="cpu"
+    )
+    predicted = ckpt.decision.apply(probs).predicted
+    y = cohort.manifest["label"].map({c: i for i, c in enumerate(ckpt.classes)}).to_numpy()[val]
+    return np.array([np.mean(predicted[y == c] == c) for c in range(len(ckpt.classes))])
+
+
+def test_default_recipe_finds_every_class_of_a_demo_like_cohort(tmp_path, quick_freeze):
     """The demo generator's anatomy and scanner (200 subjects, site A), written as DICOM,
-    preprocessed and trained through the real stages with the default network and
-    augmentation; smaller images and fewer epochs than the demo, so it runs in about 30 s."""
+    preprocessed and trained through the real stages with the default recipe (ordinal head,
+    last epoch, fitted decision rule) but one model and fewer epochs. Every class, MCI
+    included, is found well above chance (1/3) on the 60 validation subjects, and the model
+    beats PCA + logistic regression. The rule's three parameters are fitted on those same
+    subjects, a small optimism the margins allow for."""
     cohort = generate_cohort(
         tmp_path / "demo", n_subjects=200, seed=0, workers=2, matrix=[[128, 128]]
     )
-    paths = [f"paths.cache={tmp_path / 'cache'}", "data.name=mini", "normalize.size=64"]
+    paths = [f"paths.cache={tmp_path / 'cache'}", "data.name=mini"]
     pre = compose(
         "preprocess",
         [
@@ -76,27 +93,28 @@ def test_default_model_learns_the_demo_cohort_above_a_linear_baseline(tmp_path, 
         "train",
         [
             *paths,
-            "trainer.max_epochs=40",
-            "trainer.min_epochs=10",
+            "split.folds=1",
+            "split.val_fraction=0.3",
+            "trainer.max_epochs=30",
             "trainer.enable_progress_bar=false",
             "trainer.enable_model_summary=false",
-            "split.val_fraction=0.3",
-            "datamodule.batch_size=16",
         ],
     )
     cache = preprocess_cohort(pre)
     result = train(cfg, tmp_path / "run")
-    cnn = result.mean_val_bal_acc
+    recalls = _validation_recalls(cache, tmp_path / "run")
     linear = _pca_logistic_bal_acc(cache, tmp_path / "run")
-    print(f"demo-like cohort: CNN {cnn:.3f} vs PCA+LR {linear:.3f}")
-    assert cnn >= 0.55, cnn
-    assert cnn >= linear + 0.15, (cnn, linear)
+    print(f"demo-like cohort: recalls {recalls.round(3)}, PCA+LR {linear:.3f}")
+    assert recalls.min() >= 0.45, recalls
+    assert recalls.mean() >= linear + 0.1, (recalls.mean(), linear)
+    assert result.decision["params"]["kind"] == "temperature_prior"
 
 
 def test_shuffled_labels_land_near_chance(tmp_path, train_cfg, fake_cache, quick_freeze) -> None:
     """The same learnable cohort (see the first test: 0.8+) with labels permuted by subject:
-    nothing is left to learn, so validation stays at chance, 1/3, both for the saved (best)
-    epoch and on average over the epochs. 90 validation subjects keep the noise near 0.05."""
+    nothing is left to learn, so validation stays at chance, 1/3, for the kept epoch, on
+    average over the epochs, and for the decision rule cross-fitted on validation. 90
+    validation subjects keep the noise near 0.05."""
     cfg = train_cfg(*LEARN, "split.val_fraction=0.5", "train.shuffle_labels=true")
     fake_cache(cfg, n_subjects=180)
     result = train(cfg, tmp_path / "run")
@@ -104,6 +122,7 @@ def test_shuffled_labels_land_near_chance(tmp_path, train_cfg, fake_cache, quick
     print(f"shuffled labels: best {result.mean_val_bal_acc:.3f}, mean {per_epoch.mean():.3f}")
     assert abs(result.mean_val_bal_acc - 1 / 3) < 0.1, result.mean_val_bal_acc
     assert abs(per_epoch.mean() - 1 / 3) < 0.08, per_epoch.tolist()
+    assert abs(result.decision["val_bal_acc"]["crossfit"] - 1 / 3) < 0.1, result.decision
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt.shuffle_labels is True
     split = pd.read_csv(tmp_path / "run" / "split.csv")

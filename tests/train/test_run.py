@@ -13,7 +13,7 @@ import torch
 from pipeline.cache import load_cohort
 from pipeline.checkpoint import Checkpoint, build_models, load_checkpoint
 from pipeline.config import preprocessing_hash
-from pipeline.decision import ArgmaxRule
+from pipeline.decision import ArgmaxRule, TemperaturePriorRule
 from pipeline.inference import ensemble_probabilities
 from pipeline.train import NonFiniteLossError, TrainError, train
 from pipeline.train.module import StageClassifier
@@ -49,9 +49,14 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     raw = Checkpoint.from_dict(torch.load(run / "checkpoints" / "best.pt", weights_only=True))
     assert result.checkpoint == run / "checkpoints" / "best.pt"
     assert raw.classes == ("CN", "MCI", "AD")
-    assert raw.slice_mode == "channels" and raw.decision == ArgmaxRule()
-    assert raw.network["_target_"] == "pipeline.models.SimpleCNN"
-    assert raw.network["in_channels"] == 3 and raw.network["num_classes"] == 3
+    # the defaults: an ordinal head around the network, a fitted temperature-and-prior rule
+    assert raw.slice_mode == "channels" and isinstance(raw.decision, TemperaturePriorRule)
+    assert raw.decision.temperature > 0 and len(raw.decision.log_bias) == 3
+    assert raw.network["_target_"] == "pipeline.models.CumulativeLinkHead"
+    assert raw.network["num_classes"] == 3
+    backbone = raw.network["backbone"]
+    assert backbone["_target_"] == "pipeline.models.SimpleCNN"
+    assert backbone["in_channels"] == 3 and backbone["num_classes"] == 1
     assert raw.recipe_hash == preprocessing_hash(cfg)
     assert (
         raw.recipe_hash
@@ -62,8 +67,19 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     assert raw.train_config["model"]["optimizer"]["lr"] == cfg.model.optimizer.lr
     assert len(raw.folds) == 1
     fold = raw.folds[0]
-    assert fold.best_epoch in (0, 1)
+    assert fold.best_epoch == 1  # the last epoch is kept
     assert set(fold.val_metrics) >= {"val_bal_acc", "val_loss"}
+    assert fold.val_metrics["val_bal_acc"] == metrics.loc[1, "val_bal_acc"]
+
+    summary = json.loads((run / "summary.json").read_text())
+    chosen = summary["folds"][0]["selection"]
+    assert chosen["kept_epoch"] == 1
+    assert chosen["best"] == pytest.approx(metrics["val_bal_acc"].max(), abs=1e-4)
+    smoothed = metrics["val_bal_acc"].mean()  # two epochs: the 5-epoch window holds both
+    assert chosen["optimism"] == pytest.approx(metrics.loc[1, "val_bal_acc"] - smoothed, abs=1e-4)
+    assert summary["selection_optimism"] == chosen["optimism"]
+    assert summary["decision"]["params"]["kind"] == "temperature_prior"
+    assert set(summary["decision"]["val_bal_acc"]) == {"argmax", "fitted", "crossfit"}
 
     split = pd.read_csv(run / "split.csv", dtype={"subject_id": str})
     assert list(split.columns) == ["subject_id", "fold", "role"]
@@ -90,6 +106,9 @@ def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_
         "trainer.max_epochs=1",
         "sampler=balanced",
         "model.class_weight=null",
+        "callbacks=early_stopping",
+        "head=softmax",
+        "decision=argmax",
     )
     fake_cache(cfg, n_subjects=30)
     run = tmp_path / "run"
@@ -101,11 +120,12 @@ def test_kfold_trains_one_model_per_fold(tmp_path, train_cfg, fake_cache, quick_
     assert sum(len(v) for v in val_sets) == 30
     for f in ckpt.folds:
         assert not set(f.train_subjects) & set(f.val_subjects)
-    for i in range(3):
+    for i in range(3):  # callbacks=early_stopping: the best epoch's model is kept
         assert (run / f"fold_{i}" / "checkpoints" / "best.ckpt").is_file()
+    assert ckpt.network["_target_"] == "pipeline.models.SimpleCNN" and ckpt.decision == ArgmaxRule()
     metrics = pd.read_csv(run / "metrics.csv")
     assert sorted(metrics["fold"].unique()) == [0, 1, 2]
-    weights = [f.state_dict["0.conv.weight"] for f in ckpt.folds]
+    weights = [f.state_dict["0.conv.weight"] for f in ckpt.folds]  # softmax: no backbone prefix
     assert not torch.equal(weights[0], weights[1])
 
 
@@ -116,7 +136,7 @@ def test_slices_mode_trains_a_one_channel_model(
     cache = fake_cache(cfg, n_subjects=24)
     train(cfg, tmp_path / "run")
     ckpt = load_checkpoint(tmp_path / "run")
-    assert ckpt.slice_mode == "slices" and ckpt.network["in_channels"] == 1
+    assert ckpt.slice_mode == "slices" and ckpt.network["backbone"]["in_channels"] == 1
     probs, _ = ensemble_probabilities(
         build_models(ckpt), load_cohort(cache).images, "slices", device="cpu"
     )
