@@ -20,11 +20,14 @@ Splits (``--split``):
 Methods (``--methods`` picks some by name; PCA + LR always runs, it is the reference):
 - ``default``: ``python -m pipeline.train`` with nothing but data, paths and seed.
 - candidates: a name and Hydra overrides of ``pipeline.train`` (:data:`CANDIDATES`, plus
-  ``--candidate NAME="override1 override2"``).
+  ``--candidate NAME="override1 override2"``): ``previous`` (the default before issue 10) and
+  today's default with one part changed.
+- rule candidates (:data:`RULE_CANDIDATES`): the default's own models with another decision
+  rule (``argmax_rule``), so the rule's contribution is measured on identical weights.
 - ``plain_cnn``: the default SimpleCNN at 64 px, class-weighted loss, one-cycle, 40 epochs,
   shifts only, trained on every training subject with no validation and kept at its last epoch.
-  ``pipeline.train`` always holds out validation subjects and keeps the best validation epoch, so
-  this one is a Lightning loop here; it still writes a ``best.pt`` (argmax rule).
+  ``pipeline.train`` always holds out validation subjects, so this one is a Lightning loop here;
+  it still writes a ``best.pt`` (argmax rule).
 - ``age_lr``: logistic regression on age (the manifest's ``age`` column, from the labels table).
 - ``pca_lr``: standardised pixels of the three slices -> PCA (50) -> logistic regression.
 
@@ -73,11 +76,26 @@ from pipeline.utils.atomic import atomic_path, write_csv, write_json, write_text
 from pipeline.utils.jsonable import write_strict_json
 
 #: Candidate recipes: a name and the ``pipeline.train`` overrides that make it.
+#: ``previous`` is the default before issue 10 (128 px, one softmax model, best epoch by early
+#: stopping, argmax); each other candidate changes one part of today's default.
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "previous": ("split.folds=1", "decision=argmax", "trainer.max_epochs=60"),
+    "previous": (
+        "normalize.size=128",
+        "head=softmax",
+        "split.folds=1",
+        "callbacks=early_stopping",
+        "decision=argmax",
+        "trainer.max_epochs=60",
+    ),
+    "softmax_head": ("head=softmax",),
+    "corn_head": ("head=corn",),
     "single_model": ("split.folds=1",),
+    "early_stopping": ("callbacks=early_stopping",),
     "balanced_sampler": ("sampler=balanced", "model.class_weight=null"),
 }
+
+#: Candidates that reuse the default's trained models with another decision rule (no training).
+RULE_CANDIDATES: dict[str, str] = {"argmax_rule": "argmax"}
 
 #: The plain small CNN of issue 10: config overrides composed here, trained by :func:`plain_cnn`.
 #: Shifts only: the affine transform with no rotation or zoom, on every sample.
@@ -124,6 +142,7 @@ def methods(candidates: dict[str, tuple[str, ...]], selected: Sequence[str] | No
     known = [
         Method("default", "train"),
         *(Method(name, "train", tuple(o)) for name, o in candidates.items()),
+        *(Method(name, "rule", (f"decision={rule}",)) for name, rule in RULE_CANDIDATES.items()),
         Method("plain_cnn", "plain_cnn", PLAIN_CNN),
         *(Method(name, name) for name in BASELINES),
     ]
@@ -134,6 +153,8 @@ def methods(candidates: dict[str, tuple[str, ...]], selected: Sequence[str] | No
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; known: {sorted(by_name)}")
     wanted = set(selected) | {BASELINE}
+    if any(by_name[name].kind == "rule" for name in selected):
+        wanted.add("default")  # a rule candidate re-decides the default's models
     return [m for m in known if m.name in wanted]
 
 
@@ -303,6 +324,23 @@ def _has_training_state(run_dir: Path) -> bool:
 def _saved_seconds(run_dir: Path) -> float:
     path = run_dir / "bench_seconds.json"
     return float(json.loads(path.read_text())["seconds"]) if path.is_file() else float("nan")
+
+
+def with_rule(default_run: Path, run_dir: Path, method: Method) -> Path:
+    """The default run's best.pt with the decision rule of ``method`` (``decision=<name>``), as
+    training would have stored it (a rule without parameters needs no fitting)."""
+    import dataclasses
+
+    from hydra.utils import instantiate
+
+    from pipeline.checkpoint import load_checkpoint, save_checkpoint
+
+    rule_name = method.overrides[0].partition("=")[2]
+    rule = instantiate(compose("train", [f"decision={rule_name}"]).decision)
+    ckpt = load_checkpoint(default_run / "checkpoints" / "best.pt")
+    best = run_dir / "checkpoints" / "best.pt"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(best, dataclasses.replace(ckpt, decision=rule))
 
 
 def run_pipeline_train(
@@ -651,6 +689,8 @@ def run_setting(bench: Benchmark, setting: Setting, chosen: list[Method]) -> lis
             continue
         if method.kind == "train":
             best = run_pipeline_train(method, setting, recipe, bench.args.extra, bench.env)
+        elif method.kind == "rule":
+            best = with_rule(setting.folder / "default", setting.folder / method.name, method)
         else:
             best = plain_cnn(method, setting, recipe, bench.args.extra)
         scored[method.name] = apply_to_test(best, setting, recipe, test.manifest)
