@@ -28,9 +28,13 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def model_summary(ckpt: Checkpoint, path: str | Path) -> dict[str, Any]:
     """The ``model`` block of metrics.json and of a predictions summary."""
     target = str(ckpt.network.get("_target_", "?"))
+    short = target.rsplit(".", 1)[-1]
+    backbone = ckpt.network.get("backbone")  # an output head (conf/head) around the network
+    if isinstance(backbone, dict):
+        short = f"{short}({str(backbone.get('_target_', '?')).rsplit('.', 1)[-1]})"
     return {
         "target": target,
-        "target_short": target.rsplit(".", 1)[-1],
+        "target_short": short,
         "config": ckpt.network,
         "slice_mode": ckpt.slice_mode,
         "n_models": len(ckpt.folds),

@@ -28,8 +28,9 @@ def test_a_trained_checkpoint_on_a_raw_held_out_cohort(
     train(
         fakes.compose(
             tmp_path, "train", "data.name=dev", *SMALL, "model.net.channels=[8,16]",
-            "trainer.max_epochs=2", "trainer.min_epochs=1", "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false", "datamodule.batch_size=8",
+            "split.folds=1", "trainer.max_epochs=2", "trainer.min_epochs=1",
+            "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+            "datamodule.batch_size=8",
         ),
         run_dir,
     )  # fmt: skip
@@ -40,7 +41,8 @@ def test_a_trained_checkpoint_on_a_raw_held_out_cohort(
     first = evaluate(evaluate_cfg(f"checkpoint={run_dir}", *held), tmp_path / "r1", messages.append)
     assert any(m.startswith("Preprocessing") for m in messages)
     assert first.metrics["n_subjects"] == 6 and first.metrics["cohort"]["n_rejected"] == 0
-    assert first.metrics["model"]["target"] == "pipeline.models.SimpleCNN"
+    assert first.metrics["model"]["target"] == "pipeline.models.CumulativeLinkHead"
+    assert first.metrics["model"]["target_short"] == "CumulativeLinkHead(SimpleCNN)"
     assert len(list((tmp_path / "r1" / "explain").glob("*.png"))) >= 1
     manifest = read_table(tmp_path / "cache" / "held" / "manifest.csv")
     assert manifest["subject_id"].tolist() == [f"sub-{i:03d}" for i in range(100, 106)]

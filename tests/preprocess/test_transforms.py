@@ -26,12 +26,12 @@ def normalizer(preprocess_cfg) -> SliceNormalizer:
 def test_output_shape_dtype_and_range(normalizer):
     slices = np.stack([ellipse_head(seed=s) for s in range(3)])
     out = normalizer(slices, (1.0, 1.0))
-    assert out.shape == (3, 128, 128)
+    assert out.shape == (3, 64, 64)  # the default normalize.size
     assert out.dtype == np.float32
     assert out.min() == pytest.approx(0.0) and out.max() == pytest.approx(1.0)
     # The head fills the longer side after the crop: bright pixels touch both top and bottom.
     rows_with_head = np.flatnonzero((out > 0.5).any(axis=(0, 2)))
-    assert rows_with_head[0] < 10 and rows_with_head[-1] > 117
+    assert rows_with_head[0] < 5 and rows_with_head[-1] > 58
 
 
 def test_intensity_scale_and_offset_do_not_matter(normalizer):
@@ -71,13 +71,13 @@ def test_head_mask_ignores_a_bright_speck_in_the_air():
 
 
 def test_size_override_and_a_chain_that_misses_the_size():
-    cfg = compose_preprocess(["normalize.size=64"])
+    cfg = compose_preprocess(["normalize.size=96"])
     recipe = preprocessing_config(cfg)
     out = SliceNormalizer(recipe["normalize"])(np.stack([ellipse_head()] * 3), (1.0, 1.0))
-    assert out.shape == (3, 64, 64)
+    assert out.shape == (3, 96, 96)
     broken = OmegaConf.to_container(cfg.normalize, resolve=True)
     broken["transforms"] = broken["transforms"][:-1]  # no SpatialPad
-    with pytest.raises(ValueError, match=r"must end at normalize\.size=64"):
+    with pytest.raises(ValueError, match=r"must end at normalize\.size=96"):
         SliceNormalizer(broken)(np.stack([ellipse_head()] * 3), (1.0, 1.0))
 
 
