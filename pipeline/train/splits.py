@@ -46,14 +46,16 @@ def _counts_text(labels: np.ndarray, classes: Sequence[str]) -> str:
     return ", ".join(f"{c}={n}" for c, n in zip(classes, counts, strict=True))
 
 
-def _check_class_sizes(labels: np.ndarray, classes: Sequence[str], needed: int, why: str) -> None:
+def _check_class_sizes(
+    labels: np.ndarray, classes: Sequence[str], needed: int, why: str, hint: str = ""
+) -> None:
     counts = np.bincount(labels, minlength=len(classes))
     small = [(c, int(n)) for c, n in zip(classes, counts, strict=True) if n < needed]
     if small:
         named = ", ".join(f"{c} has {n}" for c, n in small)
         raise SplitError(
             f"Too few subjects for {why}: every class needs at least {needed} subjects, but "
-            f"{named} (all classes: {_counts_text(labels, classes)})."
+            f"{named} (all classes: {_counts_text(labels, classes)}).{hint}"
         )
 
 
@@ -70,7 +72,10 @@ def make_split(
     labels = per_subject.to_numpy(dtype=np.int64)
     k = len(classes)
     if folds > 1:
-        _check_class_sizes(labels, classes, folds, f"{folds}-fold cross-validation")
+        smallest = int(np.bincount(labels, minlength=len(classes)).min())
+        fewer = f" Set split.folds={smallest}" if smallest >= 2 else " Add subjects"
+        hint = f"{fewer} (or split.folds=1 for one train/validation split)."
+        _check_class_sizes(labels, classes, folds, f"{folds}-fold cross-validation", hint)
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         parts = list(splitter.split(subjects, labels))
     elif folds == 1:

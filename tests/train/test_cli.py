@@ -16,6 +16,7 @@ FAST = [
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",
     "datamodule.batch_size=16",
+    "split.folds=1",
 ]
 
 
@@ -88,7 +89,7 @@ def test_run_prints_folder_and_checkpoint(
     assert f"Run folder: {run}" in out
     assert f"Best checkpoint: {run / 'checkpoints' / 'best.pt'}" in out
     assert (tmp_path / "runs" / "cli" / ".hydra" / "config.yaml").is_file()
-    assert "Fold 0: best epoch" in (tmp_path / "runs" / "cli" / "train.log").read_text()
+    assert "Fold 0: kept epoch" in (tmp_path / "runs" / "cli" / "train.log").read_text()
     assert (tmp_path / "runs" / "cli" / "checkpoints" / "best.pt").is_file()
 
 

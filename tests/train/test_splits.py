@@ -79,7 +79,7 @@ def test_split_depends_only_on_seed() -> None:
 def test_too_few_subjects_for_kfold_names_the_class() -> None:
     ids, labels = _cohort(counts=(10, 8, 2), max_sessions=1)
     per_subject = subject_labels(ids, labels)
-    with pytest.raises(SplitError, match=r"AD has 2.*CN=10, MCI=8, AD=2"):
+    with pytest.raises(SplitError, match=r"AD has 2.*CN=10, MCI=8, AD=2\)\. Set split.folds=2"):
         make_split(per_subject, CLASSES, folds=3)
 
 
