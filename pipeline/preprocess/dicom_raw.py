@@ -25,13 +25,15 @@ explicit VR in the file meta and write implicit VR (or the reverse; pydicom's
 
 Why not dicomsdl (0.109.4, a maintained C++ DICOM library), measured by
 ``benchmarks/bench_ingest.py --cohort data/demo/dev/dicom`` (the 10,878 demo files this reader
-takes; best of 3 passes; 2 shared cores, loaded machine): this reader 72.8 us a file, dicomsdl
-45.8 us (0.63x: faster, so within the 1.5x asked for), pydicom with ``specific_tags`` 387.9 us.
-But on the 83 DICOM files bundled with pydicom and nibabel, dicomsdl crashes the process with a
-segmentation fault on ``MR_truncated.dcm`` (a truncated copy, which any cohort may hold: a worker
-would die and the cohort stop), and refuses ``no_meta.dcm`` and ``ExplVR_BigEndNoMeta.dcm``,
-which pydicom reads; it also prints its errors on stderr. It does not pass the real-file tests,
-so this reader stays (27 us a file are not worth a crash).
+takes; three runs, best of 3-5 passes, 2 shared cores): this reader 36.9-47.2 us a file,
+dicomsdl 31.7-36.0 us (0.67-0.96x: within the 1.5x asked for), pydicom with ``specific_tags``
+292-368 us (earlier, on a more loaded machine: 72.8, 45.8 and 387.9 us). But on the 83 DICOM
+files bundled with pydicom and nibabel, dicomsdl crashes the process with a segmentation fault on
+``MR_truncated.dcm`` (a truncated copy, which any cohort may hold: a worker would die and the
+cohort stop), and refuses ``no_meta.dcm``, ``ExplVR_BigEndNoMeta.dcm`` and
+``rtplan_truncated.dcm``, which pydicom reads; it also prints its errors on stderr. It does not
+pass the real-file tests, so this reader stays (at most 15 us a file, under 1 ms a subject, are
+not worth a crash).
 """
 
 from __future__ import annotations
