@@ -47,12 +47,17 @@ def _counts_text(labels: np.ndarray, classes: Sequence[str]) -> str:
 
 
 def _check_class_sizes(
-    labels: np.ndarray, classes: Sequence[str], needed: int, why: str, hint: str = ""
+    labels: np.ndarray, classes: Sequence[str], needed: int, why: str, *, folds: bool = False
 ) -> None:
+    """Refuse a split too small for some class; ``folds``: say which ``split.folds`` fits."""
     counts = np.bincount(labels, minlength=len(classes))
     small = [(c, int(n)) for c, n in zip(classes, counts, strict=True) if n < needed]
     if small:
         named = ", ".join(f"{c} has {n}" for c, n in small)
+        hint = ""
+        if folds:
+            fewer = f" Set split.folds={counts.min()}" if counts.min() >= 2 else " Add subjects"
+            hint = f"{fewer} (or split.folds=1 for one train/validation split)."
         raise SplitError(
             f"Too few subjects for {why}: every class needs at least {needed} subjects, but "
             f"{named} (all classes: {_counts_text(labels, classes)}).{hint}"
@@ -72,10 +77,7 @@ def make_split(
     labels = per_subject.to_numpy(dtype=np.int64)
     k = len(classes)
     if folds > 1:
-        smallest = int(np.bincount(labels, minlength=len(classes)).min())
-        fewer = f" Set split.folds={smallest}" if smallest >= 2 else " Add subjects"
-        hint = f"{fewer} (or split.folds=1 for one train/validation split)."
-        _check_class_sizes(labels, classes, folds, f"{folds}-fold cross-validation", hint)
+        _check_class_sizes(labels, classes, folds, f"{folds}-fold cross-validation", folds=True)
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         parts = list(splitter.split(subjects, labels))
     elif folds == 1:
