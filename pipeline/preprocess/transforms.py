@@ -6,13 +6,16 @@ The chain lives in ``normalize.transforms`` (conf/recipe/default.yaml) as a list
 :class:`monai.data.MetaTensor` ``(S, rows, cols)`` whose affine carries the in-plane pixel spacing,
 so spacing-aware MONAI transforms work unchanged. The default chain, and why:
 
-1. ``Spacing(pixdim=[1, 1])``: resample to isotropic 1 mm pixels. Scanners export different
-   matrices and fields of view, sometimes with non-square pixels; after this step a millimetre
-   is the same number of pixels for every subject, so the aspect ratio is right.
+1. ``ResizeToSpacing(pixdim=[1, 1])``: resample to isotropic 1 mm pixels. Scanners export
+   different matrices and fields of view, sometimes with non-square pixels; after this step a
+   millimetre is the same number of pixels for every subject, so the aspect ratio is right and
+   the later steps' pixel sizes (smoothing, margin) mean the same anatomy. It is MONAI's
+   ``Resize``, which for these axis-aligned slices does what ``Spacing`` does, 3.5x cheaper.
 2. ``CropForeground(select_fn=HeadMask(...))``: crop to the head's bounding box (the union over
    the S slices, so the slices stay aligned). :class:`HeadMask` thresholds a lightly smoothed
    image at a fraction of a high percentile, which ignores the Rician noise of the air and the
-   scanner's arbitrary intensity scale, and drops small bright specks away from the head.
+   scanner's arbitrary intensity scale, and drops small bright specks away from the head; it
+   works on a 2x coarser grid (``shrink``), ample for a box with a 4-pixel margin.
 3. ``Resize(size_mode="longest", mode="area")``: scale the head's longer side to
    ``normalize.size`` pixels, keeping the aspect ratio. ``area`` averages the source pixels
    under each output pixel: alias-free shrinking, twenty times cheaper than MONAI's Gaussian
@@ -51,24 +54,74 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from monai.data import MetaTensor, get_track_meta, set_track_meta
+from monai.data.utils import to_affine_nd
 from monai.transforms import (
     Compose,
     Orientation,
     ResampleToMatch,
+    Resize,
     ScaleIntensityRange,
     ScaleIntensityRangePercentiles,
     Spacing,
     SpatialResample,
 )
-from monai.utils import convert_to_tensor
+from monai.utils import convert_to_numpy, convert_to_tensor
 
 from pipeline.preprocess.head import HeadMask, head_mask
 
-__all__ = ["FastScaleIntensityRangePercentiles", "HeadMask", "SliceNormalizer", "head_mask"]
+__all__ = [
+    "FastScaleIntensityRangePercentiles",
+    "HeadMask",
+    "ResizeToSpacing",
+    "SliceNormalizer",
+    "head_mask",
+]
+
+
+class ResizeToSpacing(Resize):
+    """Resample ``(C, rows, cols)`` at ``(r, c)`` mm pixels to ``pixdim`` mm pixels:
+    ``(C, round(rows * r / pixdim[0]), round(cols * c / pixdim[1]))``, with MONAI's
+    :class:`~monai.transforms.Resize` (``mode`` and its other arguments pass through).
+
+    For an axis-aligned image, such as the chain's slices (their affine is the pixel spacing
+    alone), resampling to a spacing is a resize; MONAI's :class:`~monai.transforms.Spacing`
+    does it with an affine grid instead. Measured on three 240 x 240 slices at 0.94 mm (2-core
+    reference machine): 0.6 ms against 2.2 ms for ``Spacing(pixdim=[1, 1])``. A rotated affine
+    is refused (use ``Spacing`` there).
+
+    Example:
+        >>> spacing = torch.diag(torch.tensor([1.0, 2.0, 1.0, 1.0]))  # rows 1 mm, columns 2 mm
+        >>> image = MetaTensor(torch.ones(1, 40, 20), affine=spacing)
+        >>> tuple(ResizeToSpacing(pixdim=[1.0, 1.0])(image).shape)
+        (1, 40, 40)
+    """
+
+    def __init__(self, pixdim: Sequence[float] | float, **resize_kwargs: Any) -> None:
+        super().__init__(spatial_size=-1, **resize_kwargs)
+        self.pixdim = np.atleast_1d(np.asarray(pixdim, dtype=np.float64))
+
+    def __call__(self, img: torch.Tensor, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
+        """``img`` a :class:`~monai.data.MetaTensor` whose affine gives the pixel spacing."""
+        shape = np.asarray(img.shape[1:])
+        spacing = self._spacing(img, len(shape))
+        pixdim = np.resize(self.pixdim, len(shape))  # one value: every spatial axis
+        self.spatial_size = tuple(int(v) for v in np.maximum(np.rint(shape * spacing / pixdim), 1))
+        return super().__call__(img, **kwargs)
+
+    @staticmethod
+    def _spacing(img: torch.Tensor, spatial: int) -> np.ndarray:
+        affine = img.peek_pending_affine() if isinstance(img, MetaTensor) else None
+        if affine is None:
+            raise ValueError("ResizeToSpacing needs a MetaTensor whose affine holds the spacing")
+        linear = to_affine_nd(spatial, convert_to_numpy(affine))[:spatial, :spatial]
+        if not np.allclose(linear, np.diag(np.diag(linear)), atol=1e-6):
+            raise ValueError("ResizeToSpacing takes axis-aligned images only; use Spacing")
+        return np.abs(np.diag(linear))
+
 
 #: MONAI array transforms whose output depends on their input's affine (see the module
 #: docstring: after the first step of a chain, one of these needs the metadata tracked).
-READS_AFFINE = (Spacing, Orientation, SpatialResample, ResampleToMatch)
+READS_AFFINE = (ResizeToSpacing, Spacing, Orientation, SpatialResample, ResampleToMatch)
 
 
 class FastScaleIntensityRangePercentiles(ScaleIntensityRangePercentiles):

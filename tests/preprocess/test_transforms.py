@@ -9,9 +9,11 @@ from monai.transforms import ScaleIntensityRangePercentiles
 from omegaconf import OmegaConf
 
 from pipeline.config import preprocessing_config
+from pipeline.preprocess.head import block_mean, repeat_to
 from pipeline.preprocess.transforms import (
     FastScaleIntensityRangePercentiles,
     HeadMask,
+    ResizeToSpacing,
     SliceNormalizer,
 )
 
@@ -133,3 +135,60 @@ def test_a_later_step_that_reads_the_affine_keeps_metadata_tracked():
     assert normalizer.track_meta
     out = normalizer(image, (2.0, 2.0))
     assert int((out > 0.5).sum()) == 16 * 16
+
+
+def _meta(image: np.ndarray, spacing: tuple[float, float]):
+    from monai.data import MetaTensor
+
+    affine = torch.diag(torch.tensor([*spacing, 1.0, 1.0], dtype=torch.float64))
+    return MetaTensor(torch.from_numpy(image), affine=affine)
+
+
+@pytest.mark.parametrize("spacing", [(0.9375, 0.9375), (0.5, 0.5), (1.2, 0.8), (2.0, 2.0)])
+def test_resize_to_spacing_matches_monai_spacing(spacing):
+    """The same grid size as MONAI's Spacing (within its rounding) and the same anatomy."""
+    from monai.transforms import Spacing
+
+    rows, cols = 120, 100
+    image = np.stack([ellipse_head(rows, cols, radii=(45.0, 35.0), noise=0.0)] * 2)
+    ours = ResizeToSpacing(pixdim=[1.0, 1.0], mode="bilinear")(_meta(image, spacing))
+    theirs = Spacing(pixdim=[1.0, 1.0], mode="bilinear", dtype=torch.float32)(_meta(image, spacing))
+    assert tuple(ours.shape[1:]) == (round(rows * spacing[0]), round(cols * spacing[1]))
+    assert all(abs(a - b) <= 1 for a, b in zip(ours.shape[1:], theirs.shape[1:], strict=True))
+    # The bright area in mm^2 (1 mm pixels after the resize) is the source's.
+    expected = float((image[0] > 400).sum()) * spacing[0] * spacing[1]
+    assert float((ours[0] > 400).sum()) == pytest.approx(expected, rel=0.04)
+
+
+def test_resize_to_spacing_refuses_a_rotated_image():
+    from monai.data import MetaTensor
+
+    angle = np.deg2rad(30)
+    affine = torch.eye(4, dtype=torch.float64)
+    affine[:2, :2] = torch.tensor([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    with pytest.raises(ValueError, match="axis-aligned"):
+        ResizeToSpacing(pixdim=1.0)(MetaTensor(torch.ones(1, 8, 8), affine=affine))
+
+
+def test_head_mask_on_a_coarser_grid_gives_the_same_box():
+    heads = [ellipse_head(121, 99, radii=(40.0, 30.0), noise=20.0, seed=s) for s in (1, 2)]
+    image = np.stack(heads)
+    fine, coarse = HeadMask(shrink=1)(image), HeadMask(shrink=2)(image)
+    assert coarse.shape == fine.shape
+    for axis in (1, 2):
+        span_fine = np.flatnonzero(fine.any(axis=(0, 3 - axis)))
+        span_coarse = np.flatnonzero(coarse.any(axis=(0, 3 - axis)))
+        assert abs(span_fine[0] - span_coarse[0]) <= 2 and abs(span_fine[-1] - span_coarse[-1]) <= 2
+
+
+def test_block_mean_and_repeat_to_handle_odd_sizes():
+    stack = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
+    coarse = block_mean(stack, 2)
+    assert coarse.shape == (2, 2, 3)
+    assert coarse[0, 0, 0] == pytest.approx(stack[0, :2, :2].mean())
+    mask = coarse > coarse.mean()
+    full = repeat_to(mask, 2, stack.shape)
+    assert full.shape == stack.shape
+    assert (full[:, 4, :6] == full[:, 3, :6]).all()  # the left-out edge copies its neighbour
+    with pytest.raises(ValueError, match="shrink"):
+        HeadMask(shrink=0)
