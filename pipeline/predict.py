@@ -94,4 +94,6 @@ def predict(
 main = stage_main("predict", "pipeline.predict:predict")
 
 if __name__ == "__main__":
-    main()
+    from pipeline.utils.quick_exit import run_then_exit
+
+    run_then_exit(main)

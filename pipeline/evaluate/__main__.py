@@ -9,4 +9,6 @@ main = stage_main(
 )
 
 if __name__ == "__main__":
-    main()
+    from pipeline.utils.quick_exit import run_then_exit
+
+    run_then_exit(main)

@@ -43,4 +43,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.utils.quick_exit import run_then_exit
+
+    run_then_exit(main)

@@ -297,5 +297,10 @@ def process_subject(context: SubjectContext, task: SubjectTask) -> SubjectRecord
     return dataclasses.replace(record, cpu_s=_rounded(clock.seconds))
 
 
+def process_subjects(context: SubjectContext, tasks: Sequence[SubjectTask]) -> list[SubjectRecord]:
+    """:func:`process_subject` for each of ``tasks``: one worker call for a chunk of subjects."""
+    return [process_subject(context, task) for task in tasks]
+
+
 def _rounded(seconds: dict[str, float]) -> dict[str, float]:
     return {step: round(value, 5) for step, value in seconds.items()}

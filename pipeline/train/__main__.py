@@ -59,4 +59,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipeline.utils.quick_exit import run_then_exit
+
+    run_then_exit(main)

@@ -95,3 +95,12 @@ def test_workers_start_with_the_parents_imports() -> None:
     with ProcessPoolExecutor(max_workers=1, mp_context=workers._pool_context()) as pool:
         inherited = pool.submit(_already_imported, "monai").result(timeout=60)
     assert inherited, "the worker had to import MONAI again"
+
+
+@pytest.mark.parametrize("n_tasks, n_workers", [(1, 2), (7, 2), (40, 2), (2000, 2), (2000, 8)])
+def test_task_chunks_cover_every_task_once_and_keep_workers_busy(n_tasks, n_workers) -> None:
+    tasks = list(range(n_tasks))
+    chunks = workers.task_chunks(tasks, n_workers)
+    assert [t for chunk in chunks for t in chunk] == tasks  # each once, in order
+    assert max(len(c) for c in chunks) <= workers.MAX_CHUNK
+    assert len(chunks) >= min(n_tasks, 8 * n_workers)  # enough for the end of the run
