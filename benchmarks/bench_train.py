@@ -120,6 +120,48 @@ def _batches(datamodule: L.LightningDataModule) -> list[dict[str, torch.Tensor]]
     return list(datamodule.train_dataloader())
 
 
+class KorniaAugment:
+    """The default augmentation (conf/augment/default.yaml) built from ``kornia.augmentation``,
+    for the data-path comparison only: what the pipeline would run had it adopted kornia.
+
+    RandomAffine, RandomGamma (contrast), RandomContrast (intensity scale), RandomBrightness
+    (shift), RandomGaussianBlur and RandomGaussianNoise with the same probabilities and ranges
+    where kornia has them (its noise has a fixed std, its gamma works on [0, 1]), plus the
+    pipeline's own bias field, which kornia lacks. Same call as
+    :class:`~pipeline.train.augment.BatchAugment`; kornia draws from torch's global generator.
+    """
+
+    def __init__(self, transforms: dict) -> None:
+        import kornia.augmentation as K
+
+        a, c = transforms["affine"], transforms["contrast"]
+        scale, shift = transforms["scale_intensity"], transforms["shift_intensity"]
+        smooth, noise = transforms["smooth"], transforms["noise"]
+        radius = max(1, int(np.ceil(3.0 * smooth.sigma_max)))
+        self.sequence = torch.nn.Sequential(
+            K.RandomAffine(
+                degrees=a.rotate_deg, translate=(a.translate_frac, a.translate_frac),
+                scale=(1 - a.scale_frac, 1 + a.scale_frac), padding_mode="zeros", p=a.prob,
+            ),
+            K.RandomGamma(gamma=(1 / c.gamma, c.gamma), p=c.prob),
+            K.RandomContrast(contrast=(1 - scale.factors, 1 + scale.factors), clip_output=False,
+                             p=scale.prob),
+            K.RandomBrightness(brightness=(1 - shift.offsets, 1 + shift.offsets),
+                               clip_output=False, p=shift.prob),
+            K.RandomGaussianBlur(kernel_size=2 * radius + 1,
+                                 sigma=(smooth.sigma_min, smooth.sigma_max), p=smooth.prob),
+            K.RandomGaussianNoise(std=noise.std, p=noise.prob),
+        )  # fmt: skip
+        self.bias_field = transforms["bias_field"]
+
+    def __bool__(self) -> bool:
+        return True
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.bias_field(self.sequence(x), generator)
+
+
 def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict[str, float]:
     """Part 1: images/s, real data path vs in-memory tensors."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,8 +191,13 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
             len(cfg.data.classes),
         )
         augment = instantiate(cfg.augment, _convert_="all")
+        augments = {"ours": augment}
+        try:
+            augments["kornia"] = KorniaAugment(augment.transforms)
+        except ImportError:
+            print("[throughput] kornia is not installed (pip install -e '.[bench]'): not compared")
 
-        def module(with_augment: bool) -> StageClassifier:
+        def module(augment_name: str | None) -> StageClassifier:
             torch.manual_seed(0)
             return instantiate(
                 cfg.model,
@@ -159,13 +206,12 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
                 classes=list(cfg.data.classes),
                 slice_mode=str(cfg.data.slice_mode),
                 class_weight=None,
-                augment=augment if with_augment else None,
+                augment=augments[augment_name] if augment_name else None,
                 _convert_="all",
             )
 
-        real, memory = [], []
-        for _ in range(rounds):
-            dm = instantiate(
+        def real_path() -> L.LightningDataModule:
+            return instantiate(
                 cfg.datamodule,
                 images_path=images_path,
                 labels=labels,
@@ -175,25 +221,31 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
                 seed=0,
                 _convert_="all",
             )
-            real.append(_fit_images_per_second(module(True), dm, epochs))
-            memory.append(
-                _fit_images_per_second(
-                    module(False), InMemoryBatches(images[:n], labels, batch), epochs
-                )
-            )
-        # Each round times both back to back; the median of the rounds' ratios is steadier than
-        # a ratio of bests when other work on the machine comes and goes.
-        ratios = [m / r for r, m in zip(real, memory, strict=True)]
-        print(
-            f"[throughput] {source}; {n} images/epoch, batch {batch}, "
-            f"{rounds} rounds x {epochs} epochs; per-round overhead "
-            + ", ".join(f"{100 * (q - 1):.1f}%" for q in ratios)
-        )
-        return {
-            "real_images_per_s": float(np.median(real)),
-            "memory_images_per_s": float(np.median(memory)),
-            "overhead": float(np.median(ratios)) - 1.0,
+
+        speeds: dict[str, list[float]] = {name: [] for name in (*augments, "memory")}
+        for _ in range(rounds):
+            for name in augments:
+                speeds[name].append(_fit_images_per_second(module(name), real_path(), epochs))
+            in_memory = InMemoryBatches(images[:n], labels, batch)
+            speeds["memory"].append(_fit_images_per_second(module(None), in_memory, epochs))
+        # Each round times all three back to back; the median of the rounds' ratios is steadier
+        # than a ratio of bests when other work on the machine comes and goes.
+        ratios = {
+            name: [m / r for r, m in zip(speeds[name], speeds["memory"], strict=True)]
+            for name in augments
         }
+        for name, values in ratios.items():
+            print(
+                f"[throughput] {source}; {n} images/epoch, batch {batch}, {rounds} rounds x "
+                f"{epochs} epochs; per-round overhead ({name}) "
+                + ", ".join(f"{100 * (q - 1):.1f}%" for q in values)
+            )
+        result = {"memory_images_per_s": float(np.median(speeds["memory"]))}
+        for name, prefix in (("ours", ""), ("kornia", "kornia_")):
+            if name in augments:
+                result[f"{prefix}real_images_per_s"] = float(np.median(speeds[name]))
+                result[f"{prefix}overhead"] = float(np.median(ratios[name])) - 1.0
+        return result
 
 
 def demo_training(cache_root: str, runs_root: Path) -> tuple[Path, float]:
@@ -285,6 +337,14 @@ def main() -> None:
             ),
             ("data-path overhead (target <= 10%)", f"{100 * t['overhead']:.1f}%"),
         ]
+        if "kornia_overhead" in t:
+            rows.append(
+                (
+                    "the same with kornia.augmentation (bench extra)",
+                    f"{t['kornia_real_images_per_s']:.0f} images/s, "
+                    f"{100 * t['kornia_overhead']:.1f}%",
+                )
+            )
     if args.only in (None, "demo"):
         run_dir = args.run
         missing = [
