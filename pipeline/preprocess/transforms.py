@@ -64,6 +64,7 @@ from monai.transforms import (
     ScaleIntensityRangePercentiles,
     Spacing,
     SpatialResample,
+    Transform,
 )
 from monai.utils import convert_to_numpy, convert_to_tensor
 
@@ -78,7 +79,7 @@ __all__ = [
 ]
 
 
-class ResizeToSpacing(Resize):
+class ResizeToSpacing(Transform):
     """Resample ``(C, rows, cols)`` at ``(r, c)`` mm pixels to ``pixdim`` mm pixels:
     ``(C, round(rows * r / pixdim[0]), round(cols * c / pixdim[1]))``, with MONAI's
     :class:`~monai.transforms.Resize` (``mode`` and its other arguments pass through).
@@ -97,16 +98,17 @@ class ResizeToSpacing(Resize):
     """
 
     def __init__(self, pixdim: Sequence[float] | float, **resize_kwargs: Any) -> None:
-        super().__init__(spatial_size=-1, **resize_kwargs)
         self.pixdim = np.atleast_1d(np.asarray(pixdim, dtype=np.float64))
+        self.resize_kwargs = resize_kwargs
+        Resize(spatial_size=1, **resize_kwargs)  # a bad argument fails here, not per image
 
-    def __call__(self, img: torch.Tensor, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
         """``img`` a :class:`~monai.data.MetaTensor` whose affine gives the pixel spacing."""
         shape = np.asarray(img.shape[1:])
         spacing = self._spacing(img, len(shape))
         pixdim = np.resize(self.pixdim, len(shape))  # one value: every spatial axis
-        self.spatial_size = tuple(int(v) for v in np.maximum(np.rint(shape * spacing / pixdim), 1))
-        return super().__call__(img, **kwargs)
+        size = tuple(int(v) for v in np.maximum(np.rint(shape * spacing / pixdim), 1))
+        return Resize(spatial_size=size, **self.resize_kwargs)(img)  # one per call: no state
 
     @staticmethod
     def _spacing(img: torch.Tensor, spatial: int) -> np.ndarray:
