@@ -85,9 +85,11 @@ MAX_CHUNK = 16
 def task_chunks(tasks: Sequence[SubjectTask], workers: int) -> list[Sequence[SubjectTask]]:
     """``tasks`` in consecutive chunks, one worker call each.
 
-    One call per subject costs a round trip through the pool's queues and threads, about 1 ms
-    of the machine's CPU per subject on 2 cores; chunks of up to :data:`MAX_CHUNK` share it.
-    There are at least eight chunks per worker, so no worker idles long at the end.
+    One call per subject costs a round trip through the pool's queues and threads; chunks of up
+    to :data:`MAX_CHUNK` share it. On 2,000 demo subjects with 2 workers (2 cores), the
+    processing's wall time beyond the workers' own CPU went from 2.6 to 1.3 ms per subject in
+    back-to-back runs (1.2-2.3 ms in later runs). There are at least eight chunks per worker, so
+    no worker idles long at the end.
 
     Example:
         >>> [len(c) for c in task_chunks(list(range(40)), workers=2)]
