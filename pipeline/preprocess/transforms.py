@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from monai.data import MetaTensor, get_track_meta, set_track_meta
-from monai.data.utils import to_affine_nd
+from monai.data.utils import affine_to_spacing, to_affine_nd
 from monai.transforms import (
     Compose,
     Orientation,
@@ -115,10 +115,11 @@ class ResizeToSpacing(Transform):
         affine = img.peek_pending_affine() if isinstance(img, MetaTensor) else None
         if affine is None:
             raise ValueError("ResizeToSpacing needs a MetaTensor whose affine holds the spacing")
-        linear = to_affine_nd(spatial, convert_to_numpy(affine))[:spatial, :spatial]
+        affine = to_affine_nd(spatial, convert_to_numpy(affine))
+        linear = affine[:spatial, :spatial]
         if not np.allclose(linear, np.diag(np.diag(linear)), atol=1e-6):
             raise ValueError("ResizeToSpacing takes axis-aligned images only; use Spacing")
-        return np.abs(np.diag(linear))
+        return affine_to_spacing(affine, spatial)
 
 
 #: MONAI array transforms whose output depends on their input's affine (see the module
