@@ -27,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -162,20 +164,43 @@ class KorniaAugment:
         return self.bias_field(self.sequence(x), generator)
 
 
-def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict[str, float]:
-    """Part 1: images/s, real data path vs in-memory tensors."""
+@dataclass(frozen=True)
+class Throughput:
+    """Part 1's result: training images/s fed from memory, and per augmentation (``ours``, and
+    ``kornia`` when installed) the images/s of the real path and its overhead over memory."""
+
+    memory_images_per_s: float
+    real_images_per_s: dict[str, float]
+    overhead: dict[str, float]
+
+
+def _timing_images(cfg: Any, cache_root: str, n_images: int, tmp: Path) -> tuple[Path, str]:
+    """The demo_dev cache's images, or random ones of the same shape: (path, description)."""
+    directory = cohort_dir(cache_root, cfg.data.name)
+    if is_complete(directory):
+        return directory / IMAGES, f"cache {directory}"
+    shape = (n_images, int(cfg.slices.count), int(cfg.normalize.size), int(cfg.normalize.size))
+    path = tmp / IMAGES
+    np.save(path, np.random.default_rng(0).normal(size=shape).astype(np.float32))
+    return path, f"random images of shape {shape} (no demo_dev cache)"
+
+
+def _augmentations(cfg: Any) -> dict[str, Any]:
+    """The default batch augmentation, and the same built from kornia when it is installed."""
+    augment = instantiate(cfg.augment, _convert_="all")
+    augments: dict[str, Any] = {"ours": augment}
+    try:
+        augments["kornia"] = KorniaAugment(augment.transforms)
+    except ImportError:
+        print("[throughput] kornia is not installed (pip install -e '.[bench]'): not compared")
+    return augments
+
+
+def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> Throughput:
+    """Part 1: images/s, real data path (each augmentation) vs in-memory tensors."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_default(cache_root)
-        directory = cohort_dir(cache_root, cfg.data.name)
-        if is_complete(directory):
-            images_path = directory / IMAGES
-            source = f"cache {directory}"
-        else:
-            size, slices = int(cfg.normalize.size), int(cfg.slices.count)
-            images_path = Path(tmp) / IMAGES
-            rng = np.random.default_rng(0)
-            np.save(images_path, rng.normal(size=(n_images, slices, size, size)).astype(np.float32))
-            source = f"random images of shape {(n_images, slices, size, size)} (no demo_dev cache)"
+        images_path, source = _timing_images(cfg, cache_root, n_images, Path(tmp))
         images = np.load(images_path, mmap_mode="r")
         batch = int(cfg.datamodule.batch_size)
         # Whole batches only, the same images both ways: a short last batch would cost the real
@@ -183,21 +208,15 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
         n = max(batch, min(n_images, len(images)) // batch * batch)
         rows = np.arange(n)
         labels = np.arange(n) % len(cfg.data.classes)
-        in_ch = input_channels(str(cfg.data.slice_mode), images.shape[1])
         model_cfg = network_config(
             to_container(cfg.model.net),
             to_container(cfg.head) if cfg.get("head") else None,
-            in_ch,
+            input_channels(str(cfg.data.slice_mode), images.shape[1]),
             len(cfg.data.classes),
         )
-        augment = instantiate(cfg.augment, _convert_="all")
-        augments = {"ours": augment}
-        try:
-            augments["kornia"] = KorniaAugment(augment.transforms)
-        except ImportError:
-            print("[throughput] kornia is not installed (pip install -e '.[bench]'): not compared")
+        augments = _augmentations(cfg)
 
-        def module(augment_name: str | None) -> StageClassifier:
+        def module(augment: Any) -> StageClassifier:
             torch.manual_seed(0)
             return instantiate(
                 cfg.model,
@@ -206,7 +225,7 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
                 classes=list(cfg.data.classes),
                 slice_mode=str(cfg.data.slice_mode),
                 class_weight=None,
-                augment=augments[augment_name] if augment_name else None,
+                augment=augment,
                 _convert_="all",
             )
 
@@ -224,28 +243,26 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> dict
 
         speeds: dict[str, list[float]] = {name: [] for name in (*augments, "memory")}
         for _ in range(rounds):
-            for name in augments:
-                speeds[name].append(_fit_images_per_second(module(name), real_path(), epochs))
+            for name, augment in augments.items():
+                speeds[name].append(_fit_images_per_second(module(augment), real_path(), epochs))
             in_memory = InMemoryBatches(images[:n], labels, batch)
             speeds["memory"].append(_fit_images_per_second(module(None), in_memory, epochs))
-        # Each round times all three back to back; the median of the rounds' ratios is steadier
-        # than a ratio of bests when other work on the machine comes and goes.
-        ratios = {
-            name: [m / r for r, m in zip(speeds[name], speeds["memory"], strict=True)]
-            for name in augments
-        }
-        for name, values in ratios.items():
-            print(
-                f"[throughput] {source}; {n} images/epoch, batch {batch}, {rounds} rounds x "
-                f"{epochs} epochs; per-round overhead ({name}) "
-                + ", ".join(f"{100 * (q - 1):.1f}%" for q in values)
-            )
-        result = {"memory_images_per_s": float(np.median(speeds["memory"]))}
-        for name, prefix in (("ours", ""), ("kornia", "kornia_")):
-            if name in augments:
-                result[f"{prefix}real_images_per_s"] = float(np.median(speeds[name]))
-                result[f"{prefix}overhead"] = float(np.median(ratios[name])) - 1.0
-        return result
+    # Each round times all of them back to back; the median of the rounds' ratios is steadier
+    # than a ratio of bests when other work on the machine comes and goes.
+    overhead = {}
+    for name in augments:
+        ratios = [m / r for r, m in zip(speeds[name], speeds["memory"], strict=True)]
+        overhead[name] = float(np.median(ratios)) - 1.0
+        print(
+            f"[throughput] {source}; {n} images/epoch, batch {batch}, {rounds} rounds x "
+            f"{epochs} epochs; per-round overhead ({name}) "
+            + ", ".join(f"{100 * (q - 1):.1f}%" for q in ratios)
+        )
+    return Throughput(
+        memory_images_per_s=float(np.median(speeds["memory"])),
+        real_images_per_s={name: float(np.median(speeds[name])) for name in augments},
+        overhead=overhead,
+    )
 
 
 def demo_training(cache_root: str, runs_root: Path) -> tuple[Path, float]:
@@ -329,20 +346,17 @@ def main() -> None:
         rows += [
             (
                 "train images/s, real data path (memmap + augmentation)",
-                f"{t['real_images_per_s']:.0f}",
+                f"{t.real_images_per_s['ours']:.0f}",
             ),
-            (
-                "train images/s, in-memory tensors (no augmentation)",
-                f"{t['memory_images_per_s']:.0f}",
-            ),
-            ("data-path overhead (target <= 10%)", f"{100 * t['overhead']:.1f}%"),
+            ("train images/s, in-memory tensors (no augmentation)", f"{t.memory_images_per_s:.0f}"),
+            ("data-path overhead (target <= 10%)", f"{100 * t.overhead['ours']:.1f}%"),
         ]
-        if "kornia_overhead" in t:
+        if "kornia" in t.overhead:
             rows.append(
                 (
                     "the same with kornia.augmentation (bench extra)",
-                    f"{t['kornia_real_images_per_s']:.0f} images/s, "
-                    f"{100 * t['kornia_overhead']:.1f}%",
+                    f"{t.real_images_per_s['kornia']:.0f} images/s, "
+                    f"{100 * t.overhead['kornia']:.1f}%",
                 )
             )
     if args.only in (None, "demo"):
