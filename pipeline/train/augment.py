@@ -13,12 +13,13 @@ Why not ``kornia.augmentation``, which also draws per-sample parameters on whole
 ``RandomGamma``, ``RandomContrast``, ``RandomBrightness``, ``RandomGaussianBlur``,
 ``RandomGaussianNoise``, and the bias field from here, which kornia lacks) and times both in the
 same rounds. At 64 px (2-core reference machine): one batch of 32 took 18.6 ms with kornia and
-5.7 ms with these classes; the data-path overhead was 24.0% and 22.0% with kornia against 5.8%
-and 12.4% with these classes in the same two runs (9 and 15 rounds of 8 epochs; two more
-runs of these classes alone gave 11.4% and 16.2%). The target is 10%: at 64 px the network's
-step is so cheap that even these few fused passes show, and the machine's noise swings single
-rounds by +-30%. At 128 px it was 6.8%. Each kornia transform re-validates its input and
-builds parameter dicts and flags per call; here one batch costs a few fused in-place passes.
+5.7 ms with these classes; the data-path overhead was 24.0%, 22.0% and 24.1% with kornia
+against 5.8%, 12.4% and 10.1% with these classes in the same three runs (9, 15 and 9 rounds of
+8 epochs; two more runs of these classes alone gave 11.4% and 16.2%). The target is 10%: at
+64 px the network's step is so cheap that even these few fused passes show, and the machine's
+noise swings single rounds by +-30%. At 128 px it was 6.8%. Each kornia transform re-validates
+its input and builds parameter dicts and flags per call; here one batch costs a few fused
+in-place passes.
 
 Every transform takes a ``torch.Generator``: the training module seeds one per batch from
 (seed, epoch, batch, rank), so augmentation is identical after a resume and across reruns.
