@@ -192,3 +192,25 @@ def test_block_mean_and_repeat_to_handle_odd_sizes():
     assert (full[:, 4, :6] == full[:, 3, :6]).all()  # the left-out edge copies its neighbour
     with pytest.raises(ValueError, match="shrink"):
         HeadMask(shrink=0)
+
+
+def test_resize_to_spacing_gives_monai_resize_values_and_keeps_the_affine_when_tracked():
+    from monai.data import MetaTensor, set_track_meta
+    from monai.transforms import Resize
+
+    image = np.stack([ellipse_head(120, 100, noise=20.0, seed=s) for s in (1, 2, 3)])
+    resize = ResizeToSpacing(pixdim=[1.0, 1.0], mode="bilinear")
+    theirs = Resize((113, 94), mode="bilinear")(torch.from_numpy(image)).as_tensor()
+    set_track_meta(False)
+    try:
+        ours = resize(_meta(image, (0.94, 0.94)))
+    finally:
+        set_track_meta(True)
+    assert type(ours) is torch.Tensor and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-3)  # float32 rounding only
+    tracked = resize(_meta(image, (0.94, 0.94)))  # MONAI's Resize, the affine follows
+    assert isinstance(tracked, MetaTensor)
+    spacing = np.diag(tracked.affine.numpy())[:2]
+    np.testing.assert_allclose(spacing, [0.94 * 120 / 113, 0.94 * 100 / 94])
+    with pytest.raises(ValueError, match="mode"):
+        ResizeToSpacing(pixdim=1.0, mode="cubic")
