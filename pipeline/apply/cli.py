@@ -55,10 +55,12 @@ def stage_main(config_name: str, run: str, errors: Sequence[str] = ()) -> Callab
         from hydra.core.hydra_config import HydraConfig
 
         from pipeline.apply.errors import user_errors
+        from pipeline.utils.monai_import import import_monai
 
         handled = (*user_errors(), MissingMandatoryValue)
         try:
             check_config(cfg)
+            import_monai()  # before the stage's imports: see pipeline.utils.monai_import
             stage = resolve(run)
             handled = (*handled, *(resolve(name) for name in errors))
             stage(cfg, Path(HydraConfig.get().runtime.output_dir))

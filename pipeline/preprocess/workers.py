@@ -27,6 +27,9 @@ class PreprocessError(RuntimeError):
 
 def _compute_path() -> ModuleType:
     """:mod:`pipeline.preprocess.subject`, imported on first use (torch, MONAI, readers)."""
+    from pipeline.utils.monai_import import import_monai
+
+    import_monai()  # first: without the optional packages the compute path never uses
     from pipeline.preprocess import subject
 
     return subject

@@ -29,12 +29,14 @@ def main(cfg: DictConfig) -> float | None:
     from pipeline.cache import CacheError
     from pipeline.train.cohort import open_training_cohort
     from pipeline.train.errors import TrainError
+    from pipeline.utils.monai_import import import_monai
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     try:
         open_training_cohort(cfg, overrides)
+        import_monai()  # before the stage's imports: see pipeline.utils.monai_import
         from pipeline.train.run import train
         from pipeline.train.trainer import is_rank_zero
 
