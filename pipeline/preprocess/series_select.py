@@ -135,10 +135,11 @@ def stack_from_volume(volume: Volume, context: IngestContext) -> Candidate:
 
 def series_location(paths: Sequence[Path], root: Path) -> str:
     """Where a series lives, for rejected.csv: its file, or the folder holding all its files."""
-    unique = sorted(set(paths))
+    unique = {os.fspath(p) for p in paths}  # strings: Path objects compare and hash slowly
     if len(unique) == 1:
-        return relative_path(unique[0], root)
-    common = Path(os.path.commonpath([p.parent for p in unique]))
+        return relative_path(unique.pop(), root)
+    folders = {os.path.dirname(p) for p in unique}  # one, in the usual case
+    common = folders.pop() if len(folders) == 1 else os.path.commonpath(sorted(folders))
     return relative_path(common, root) + "/"
 
 
