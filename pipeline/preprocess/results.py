@@ -16,6 +16,7 @@ Labels are not part of the key: relabelling a subject does not decode it again.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import re
 import zipfile
@@ -27,7 +28,7 @@ import numpy as np
 
 from pipeline.config import config_hash
 from pipeline.preprocess.record import SubjectRecord
-from pipeline.utils.atomic import atomic_path
+from pipeline.utils.atomic import write_bytes
 
 #: Bump when the content or meaning of a result file changes: old results are then ignored.
 RESULT_FORMAT = 2  # 2: records carry acquired_plane and resliced
@@ -78,8 +79,9 @@ class ResultStore:
         still leaves the whole file or none, and the rare file damaged by a crash of the
         machine is caught by :meth:`read_record` and redone.
         """
-        with atomic_path(path, suffix=".npz", durable=False) as tmp:
-            np.savez(tmp, images=images.astype(np.float32, copy=False), record=record.to_json())
+        buffer = io.BytesIO()  # zip in memory, then one write (see pipeline.utils.atomic)
+        np.savez(buffer, images=images.astype(np.float32, copy=False), record=record.to_json())
+        write_bytes(path, buffer.getbuffer(), durable=False)
 
     @staticmethod
     def read_record(path: Path) -> SubjectRecord | None:
