@@ -149,12 +149,17 @@ def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length:
                     files.append(entry.path)
                 elif not entry.is_symlink() and not entry.name.startswith("."):
                     folders.append(entry.path)  # as os.walk: linked folders are not walked
-    digest = hashlib.sha256()
+    files.sort()
     prefix = os.fspath(root).rstrip(os.sep) + os.sep
-    for path in sorted(files):
-        stat = os.stat(path)
-        relative = path[len(prefix) :] if path.startswith(prefix) else path
-        relative = relative.replace(os.sep, "/")  # as relative_path writes it
-        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:length]
+    cut = len(prefix)
+    relatives = [path[cut:] if path.startswith(prefix) else path for path in files]
+    if os.sep != "/":
+        relatives = [relative.replace(os.sep, "/") for relative in relatives]  # as relative_path
+    stats = [os.stat(path) for path in files]
+    # One string hashed once: the digest of source_fingerprint's per-file updates, for less.
+    lines = [
+        f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+        for relative, stat in zip(relatives, stats, strict=True)
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()[:length]
 

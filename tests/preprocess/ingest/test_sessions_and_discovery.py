@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from pipeline.preprocess.discover import discover_subjects, source_fingerprint
+from pipeline.preprocess.discover import (
+    discover_subjects,
+    folder_fingerprint,
+    list_files,
+    source_fingerprint,
+)
 from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.preprocess.sessions import SessionUnit, assign_sessions
 
@@ -51,6 +56,18 @@ def test_fingerprint_changes_with_content_not_with_listing_order(tmp_path):
     assert source_fingerprint([b, a], tmp_path) == before
     b.write_bytes(b"333")
     assert source_fingerprint([a, b], tmp_path) != before
+
+
+def test_folder_fingerprint_is_the_fingerprint_of_the_listed_files(tmp_path):
+    subject = tmp_path / "S1"
+    (subject / "series b").mkdir(parents=True)
+    (subject / ".hidden").mkdir()
+    for name, size in (("IM2", 3), ("IM10", 1), ("series b/IM1", 2), (".hidden/x", 4)):
+        (subject / name).write_bytes(b"x" * size)
+    expected = source_fingerprint(list_files(subject), tmp_path)
+    assert folder_fingerprint(subject, tmp_path) == expected
+    (subject / "series b" / "IM1").write_bytes(b"changed")
+    assert folder_fingerprint(subject, tmp_path) != expected
 
 
 def test_empty_subject_folder_gets_a_subject_rejection(tmp_path, series_cfg):
