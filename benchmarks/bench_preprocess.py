@@ -16,7 +16,9 @@ outside: wall seconds, and CPU seconds of the process and its workers.
     the "cohort is up to date" answer after (b) (target: 2 s or less each);
 (b) ``python -m pipeline.preprocess`` end to end, ``--workers`` processes: headers only, decode
     just the chosen slices, the MONAI chain, cache and QC montage; its provenance gives the
-    CPU per subject by step, measured inside the workers (target: 8 ms or less);
+    CPU per subject by step, measured inside the workers. The per-subject target (8 ms or
+    less) is read as the issue states it, from a run with one worker on ``--single`` subjects
+    (the figure inside the two workers of (b) is printed too);
 (c) a naive single-process pydicom loop over the same subjects, end to end: every file's header,
     the largest series sorted by position, its three middle slices decoded (no normalization,
     no cache; target: (b) at least 3x faster);
@@ -212,8 +214,9 @@ def monai_baseline(
 # --------------------------------------------------------------------------------------------
 
 
-def prepare(args: argparse.Namespace, scratch: Path) -> tuple[Cohort, Cohort]:
-    """The large cohort (``--subjects``) and the small one (``--small``, for memory)."""
+def prepare(args: argparse.Namespace, scratch: Path) -> tuple[Cohort, Cohort, Cohort]:
+    """The large cohort (``--subjects``), the small one (``--small``, for memory) and the one
+    for a single worker (``--single``)."""
     if args.cohort:
         source, labels = args.cohort.resolve(), args.labels.resolve()
     else:
@@ -227,9 +230,12 @@ def prepare(args: argparse.Namespace, scratch: Path) -> tuple[Cohort, Cohort]:
             generate_cohort(scratch / "cohort", n_subjects=n, seed=0, workers=2)
         source, labels = scratch / "cohort" / "dicom", scratch / "cohort" / "labels.csv"
         print(f"generated {n} subjects in {time.perf_counter() - tick:.1f} s")
-    large = linked_cohort(source, labels, args.subjects, scratch)
-    small = linked_cohort(source, labels, min(args.small, args.subjects), scratch)
-    return large, small
+    cohorts: dict[int, Cohort] = {}
+    for n in (args.subjects, min(args.small, args.subjects), min(args.single, args.subjects)):
+        if n not in cohorts:
+            cohorts[n] = linked_cohort(source, labels, n, scratch)
+    return (cohorts[args.subjects], cohorts[min(args.small, args.subjects)],
+            cohorts[min(args.single, args.subjects)])  # fmt: skip
 
 
 def warm_page_cache(cohort: Cohort) -> None:
@@ -239,7 +245,7 @@ def warm_page_cache(cohort: Cohort) -> None:
 
 
 def run_all(args: argparse.Namespace, scratch: Path) -> dict:
-    large, small = prepare(args, scratch)
+    large, small, single = prepare(args, scratch)
     warm_page_cache(large)
     cache = scratch / "cache"
     figures: dict = {"n": len(large.subject_ids)}
@@ -252,8 +258,10 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
         raise SystemExit(f"preprocess failed:\n{figures['ours'].output[-3000:]}")
     figures["up_to_date"] = timed(preprocess_command(large, cache, "large", args.workers))
     figures["small"] = timed(preprocess_command(small, cache, "small", args.workers))
-    figures["prov_large"], figures["prov_small"] = (
-        provenance(cache, "large"), provenance(cache, "small")
+    # The issue's measure of per-subject CPU: one worker, no other worker sharing the machine.
+    figures["single"] = timed(preprocess_command(single, cache, "single", 1))
+    figures["prov_large"], figures["prov_small"], figures["prov_single"] = (
+        provenance(cache, "large"), provenance(cache, "small"), provenance(cache, "single")
     )
     figures["naive"] = timed(
         [sys.executable, __file__, "--naive", str(large.root), str(large.labels)]
@@ -262,6 +270,14 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     figures["monai"] = monai_baseline(large.root, base, scratch)
     figures["monai_n"] = len(base)
     return figures
+
+
+def _per_step(timings: dict) -> str:
+    steps = ", ".join(f"{s} {timings[f'subject_cpu_{s}_ms']:.1f}" for s in STEPS)
+    return f"{timings['subject_cpu_ms']:.1f} ms ({steps})"
+
+
+STEPS = ("scan", "decode", "normalize", "save")
 
 
 def report(figures: dict, workers: int) -> None:
@@ -275,10 +291,10 @@ def report(figures: dict, workers: int) -> None:
                        ("up_to_date", "cohort is up to date")):  # fmt: skip
         t = figures[key]
         print(f"| {label} | {t.wall:.2f} | {t.cpu:.2f} | <= 2 s |")
-    steps = ("scan", "decode", "normalize", "save")
-    per_step = ", ".join(f"{s} {timings[f'subject_cpu_{s}_ms']:.1f}" for s in steps)
-    print(f"\nCPU per subject in the workers: {timings['subject_cpu_ms']:.1f} ms ({per_step}; "
-          "target <= 8 ms)")  # fmt: skip
+    single = figures["prov_single"]
+    print(f"\nCPU per subject, one worker ({single['counts']['subjects_seen']} subjects): "
+          f"{_per_step(single['timings'])}; target <= 8 ms")
+    print(f"CPU per subject in each of the {workers} workers of (b): {_per_step(timings)}")
     load = timings.get("load_s", 0.0)
     print(f"(b) seconds: find + fingerprint {timings['plan_s']:.2f}, import torch + MONAI "
           f"{load:.2f}, process {timings['process_s'] - load:.2f}, cache + QC "
@@ -377,6 +393,7 @@ def main() -> None:
     parser.add_argument("--generate", type=int, default=96, help="subjects to generate at most")
     parser.add_argument("--subjects", type=int, default=2000, help="subjects in the large run")
     parser.add_argument("--small", type=int, default=60, help="subjects in the memory run")
+    parser.add_argument("--single", type=int, default=400, help="subjects in the 1-worker run")
     parser.add_argument("--baseline-subjects", type=int, default=48, help="subjects in (d)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
