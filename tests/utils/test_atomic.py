@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from pipeline.utils.atomic import atomic_open, write_bytes, write_json, write_text
+from pipeline.utils.atomic import atomic_open, write_json, write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -26,17 +26,3 @@ def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path):
     assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
     assert mode != 0o600
 
-
-@pytest.mark.parametrize("durable", [True, False])
-def test_write_bytes_replaces_whole_files_and_cleans_up_a_failed_write(tmp_path, durable):
-    target = tmp_path / "sub" / "result.npz"
-    write_bytes(target, b"first", durable=durable)
-    write_bytes(target, memoryview(b"second"), durable=durable)
-    assert target.read_bytes() == b"second"
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
-    with pytest.raises(TypeError):
-        write_bytes(target, "text is not bytes", durable=durable)  # type: ignore[arg-type]
-    assert target.read_bytes() == b"second"
-    assert [p.name for p in target.parent.iterdir()] == ["result.npz"]
