@@ -272,12 +272,13 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     return figures
 
 
+#: The steps of a subject whose CPU time the workers record (provenance timings).
+STEPS = ("scan", "decode", "normalize", "save")
+
+
 def _per_step(timings: dict) -> str:
     steps = ", ".join(f"{s} {timings[f'subject_cpu_{s}_ms']:.1f}" for s in STEPS)
     return f"{timings['subject_cpu_ms']:.1f} ms ({steps})"
-
-
-STEPS = ("scan", "decode", "normalize", "save")
 
 
 def report(figures: dict, workers: int) -> None:

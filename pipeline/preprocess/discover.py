@@ -156,7 +156,7 @@ def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length:
     if os.sep != "/":
         relatives = [relative.replace(os.sep, "/") for relative in relatives]  # as relative_path
     stats = [os.stat(path) for path in files]
-    # One string hashed once: the digest of source_fingerprint's per-file updates, for less.
+    # One string hashed once: the same digest as source_fingerprint's per-file updates.
     lines = [
         f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
         for relative, stat in zip(relatives, stats, strict=True)
