@@ -17,8 +17,10 @@ from __future__ import annotations
 import csv
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # imported by read_labels: see pipeline.cache on why not here
+    import pandas as pd
 
 REQUIRED_COLUMNS = ("subject_id", "label")
 OPTIONAL_COLUMNS = ("session_id", "age", "sex", "site")
@@ -51,6 +53,8 @@ def read_labels(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
     column, an empty ``subject_id``, a label outside ``classes``, a duplicated subject (or
     subject + session), a non-numeric age.
     """
+    import pandas as pd
+
     p = Path(path)
     if not p.is_file():
         raise LabelsError(f"Labels table {p} does not exist (data.labels).")
