@@ -6,7 +6,10 @@ it). It is incremental at two levels:
 - per subject: a subject whose files, sessions and recipe are unchanged reuses its saved result
   (:mod:`pipeline.preprocess.results`) and is not decoded again;
 - per cohort: when nothing at all changed (same subjects, results, labels table and options),
-  the existing complete cache is returned untouched.
+  the existing complete cache is returned untouched. This is decided first from a signature of
+  the files, before the labels table is parsed (:mod:`pipeline.preprocess.signature`): that
+  answer needs neither pandas nor the cache writer. A table saved again with the same rows
+  still matches the second check, on the parsed inputs.
 
 Scale-out: ``preprocess.shard=i/n`` runs one shard of the subjects and stops;
 ``preprocess.merge=true`` assembles the cache from every shard's results, refusing if any
@@ -22,29 +25,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import cache
 from pipeline.config import config_hash, preprocessing_config, to_container
 from pipeline.labels import read_labels, sessions_by_subject
-from pipeline.preprocess.discover import discover_subjects, folder_fingerprint, relative_path
+from pipeline.preprocess.discover import relative_path
 from pipeline.preprocess.options import SeriesOptions
 from pipeline.preprocess.record import STEPS, SubjectContext, SubjectRecord
 from pipeline.preprocess.rejection import Rejection
 from pipeline.preprocess.results import RESULT_FORMAT, ResultStore, SubjectTask
 from pipeline.preprocess.shards import parse_shard, select_shard, write_shard_record
+from pipeline.preprocess.signature import PROVENANCE_KEY as SIGNATURE_KEY
+from pipeline.preprocess.signature import FoundSubjects, SourceSignature
 from pipeline.preprocess.slices import MODES
 from pipeline.preprocess.workers import PreprocessError, load_compute_path, run_tasks
-from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
 from pipeline.provenance import package_versions
 from pipeline.utils.atomic import write_json
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # The compute path (pipeline.preprocess.subject: torch, MONAI, the DICOM readers) is imported
-# only once there are subjects to process (pipeline.preprocess.workers): planning, "up to date"
-# and config errors answer without it.
+# only once there are subjects to process (pipeline.preprocess.workers), and the labels parser
+# and cache writer (pandas, Pillow) only once the cohort is not up to date: "up to date" and
+# config errors answer without any of them.
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,11 @@ class PreprocessOptions:
         if options.merge and options.shard is not None:
             raise PreprocessError("preprocess.merge=true joins all shards; do not set a shard")
         return options
+
+    @property
+    def may_reuse_cache(self) -> bool:
+        """An up-to-date complete cache is returned as it is (not with force, shard or merge)."""
+        return not (self.force or self.shard or self.merge)
 
 
 def check_recipe(recipe: Mapping[str, Any]) -> None:
@@ -149,6 +161,16 @@ class CohortRun:
     def context(self) -> SubjectContext:
         return SubjectContext.from_recipe(self.root, self.recipe, self.recipe_hash, self.out)
 
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What decides the cache besides the input files (see :mod:`.signature`)."""
+        return {
+            "format": RESULT_FORMAT,
+            "recipe": self.recipe_hash,
+            "classes": list(self.classes),
+            "qc_samples": self.options.qc_samples,
+        }
+
 
 @dataclass
 class CohortPlan:
@@ -159,10 +181,9 @@ class CohortPlan:
     n_subjects_seen: int
 
 
-def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
-    """Match subject folders with the labels table; fingerprint every subject's files."""
-    found, rejections = discover_subjects(root)
-    folders = dict(found)
+def plan_cohort(root: Path, labels: pd.DataFrame | None, found: FoundSubjects) -> CohortPlan:
+    """Match the subject folders ``found`` under ``root`` with the labels table."""
+    folders, rejections = found.folders, list(found.rejections)
     if labels is None:
         wanted: dict[str, tuple[str, ...] | None] = {sid: None for sid in folders}
     else:
@@ -170,7 +191,7 @@ def plan_cohort(root: Path, labels: pd.DataFrame | None) -> CohortPlan:
         wanted = {sid: (s or None) for sid, s in sessions.items() if sid in folders}
         rejections += _unmatched_subjects(root, labels, sessions, folders)
     tasks = [
-        SubjectTask(sid, str(folders[sid]), wanted[sid], folder_fingerprint(folders[sid], root))
+        SubjectTask(sid, str(folders[sid]), wanted[sid], found.fingerprint(sid))
         for sid in sorted(wanted)
     ]
     n_seen = len(set(folders) | (set(wanted) if labels is None else set(labels["subject_id"])))
@@ -211,14 +232,25 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     started = time.perf_counter()
     run = CohortRun.from_cfg(cfg)
     _check_same_source(run.out, run.root, run.name)
+    stored = _complete_provenance(run.out) if run.options.may_reuse_cache else None
+    found = FoundSubjects.discover(run.root)
+    if stored and SourceSignature.matches(found, run.settings, run.labels_path, stored):
+        return _up_to_date(run, stored)
+    # Here, not at the top: the answer above needs neither the cache writer nor pandas.
+    from pipeline.preprocess.writer import build_manifest, rejected_frame, top_reasons, write_cohort
+
     labels = read_labels(run.labels_path, list(run.classes)) if run.labels_path else None
-    plan = plan_cohort(run.root, labels)
+    plan = plan_cohort(run.root, labels, found)
+    signature = SourceSignature.of(
+        found, (t.subject_id for t in plan.tasks), run.settings, run.labels_path
+    )
     store = ResultStore(run.out)
     paths = {task.subject_id: store.path(task, run.recipe_hash) for task in plan.tasks}
     timings: dict[str, float] = {"plan_s": time.perf_counter() - started}
     inputs_hash = _inputs_hash(run, plan, labels, paths)
-    if _up_to_date(run, inputs_hash):
-        return run.out
+    if stored and stored.get("inputs_hash") == inputs_hash:
+        _record_signature(run.out, stored, signature)  # so that the next answer needs no parsing
+        return _up_to_date(run, stored)
 
     tick = time.perf_counter()
     records = _process_missing(run, plan, paths, timings)
@@ -235,20 +267,16 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     write_cohort(run.out, assembly, rejected, run.context().image_shape, run.options.qc_samples)
     timings["assemble_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
-    _write_provenance(run, cfg, inputs_hash, counts, timings, records.values())
+    hashes = {"inputs_hash": inputs_hash, SIGNATURE_KEY: signature.as_json()}
+    _write_provenance(run, cfg, hashes, counts, timings, records.values())
     store.remove_others(paths.values())
-    _log_summary(run.name, run.out, counts, rejected)
+    _log_summary(run.name, run.out, counts, top_reasons(rejected))
     return run.out
 
 
-def _up_to_date(run: CohortRun, inputs_hash: str) -> bool:
-    """True (and said in the log) when the complete cache was built from exactly these inputs."""
-    if run.options.force or run.options.shard or run.options.merge:
-        return False
-    current = _current_provenance(run.out, inputs_hash)
-    if current is None:
-        return False
-    counts = current.get("counts", {})
+def _up_to_date(run: CohortRun, provenance: Mapping[str, Any]) -> Path:
+    """Say in the log that the complete cache was built from exactly these inputs; its folder."""
+    counts = provenance.get("counts", {})
     log.info(
         "Cohort %r is up to date (nothing changed): %s subject(s) accepted, %s rejected. "
         "Cache: %s (preprocess.force=true redoes it)",
@@ -257,7 +285,7 @@ def _up_to_date(run: CohortRun, inputs_hash: str) -> bool:
         counts.get("subjects_rejected", "?"),
         run.out,
     )
-    return True
+    return run.out
 
 
 def _process_missing(
@@ -325,7 +353,7 @@ def _collect_results(
 def _write_provenance(
     run: CohortRun,
     cfg: DictConfig,
-    inputs_hash: str,
+    hashes: Mapping[str, str],
     counts: Mapping[str, Any],
     timings: Mapping[str, float],
     records: Any,
@@ -336,7 +364,7 @@ def _write_provenance(
         "preprocessing": run.recipe,
         "preprocessing_hash": run.recipe_hash,
         "classes": list(run.classes),
-        "inputs_hash": inputs_hash,
+        **hashes,  # inputs_hash and source_signature: see preprocess_cohort
         "config": _resolved(cfg),
         "versions": package_versions(),
         "counts": counts,
@@ -364,6 +392,16 @@ def _check_same_source(out: Path, root: Path, name: str) -> None:
         )
 
 
+def _record_signature(
+    directory: Path, provenance: Mapping[str, Any], signature: SourceSignature
+) -> None:
+    """Store ``signature`` in the provenance of a cache found up to date by its parsed inputs
+    (a labels table saved again, or a cache made before signatures were stored)."""
+    if provenance.get(SIGNATURE_KEY) != signature.as_json():
+        updated = dict(provenance) | {SIGNATURE_KEY: signature.as_json()}
+        write_json(directory / cache.PROVENANCE, updated)
+
+
 def _inputs_hash(
     run: CohortRun, plan: CohortPlan, labels: pd.DataFrame | None, paths: Mapping[str, Path]
 ) -> str:
@@ -381,15 +419,14 @@ def _inputs_hash(
     )
 
 
-def _current_provenance(directory: Path, inputs_hash: str) -> dict[str, Any] | None:
-    """The provenance of a complete cache built from exactly these inputs, else ``None``."""
+def _complete_provenance(directory: Path) -> dict[str, Any] | None:
+    """The provenance of the complete cache in ``directory``, else ``None``."""
     if not cache.is_complete(directory):
         return None
     try:
-        provenance = json.loads((directory / cache.PROVENANCE).read_text(encoding="utf-8"))
+        return json.loads((directory / cache.PROVENANCE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return provenance if provenance.get("inputs_hash") == inputs_hash else None
 
 
 def _counts(
@@ -437,7 +474,9 @@ def _resolved(cfg: DictConfig) -> Any:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def _log_summary(name: str, out: Path, counts: Mapping[str, Any], rejected: pd.DataFrame) -> None:
+def _log_summary(
+    name: str, out: Path, counts: Mapping[str, Any], reasons: Sequence[tuple[str, int]]
+) -> None:
     log.info(
         "Cohort %r: %d subject(s) accepted (%d rows), %d rejected; %d files, %d non-DICOM skipped.",
         name,
@@ -449,6 +488,6 @@ def _log_summary(name: str, out: Path, counts: Mapping[str, Any], rejected: pd.D
     )
     if counts["labels"]:
         log.info("Classes: %s", ", ".join(f"{k} {v}" for k, v in counts["labels"].items()))
-    for reason, n in top_reasons(rejected):
+    for reason, n in reasons:
         log.info("  rejected x%d: %s", n, reason)
     log.info("Cache: %s  (rejections: %s)", out, out / cache.REJECTED)

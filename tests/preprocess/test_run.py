@@ -15,6 +15,7 @@ import pytest
 
 from pipeline import cache
 from pipeline.config import preprocessing_hash
+from pipeline.preprocess import run as run_module
 from pipeline.preprocess import subject as subject_module
 from pipeline.preprocess.run import PreprocessError, preprocess_cohort
 from pipeline.synthetic.phantom import PHI, UID_PREFIX, head_volume
@@ -132,6 +133,57 @@ def test_rerun_is_incremental(cohort, tmp_path):
     assert provenance(out)["counts"]["subjects_processed"] == 6
     assert set(cache.load_cohort(out).manifest["slice_indices"]) == {"6;7;8"}
     assert len(list((out / "subjects").iterdir())) == 6
+
+
+def test_up_to_date_is_decided_from_the_files_before_the_labels_are_parsed(
+    cohort, tmp_path, monkeypatch
+):
+    work = tmp_path / "cohort"
+    shutil.copytree(cohort.root.parent, work)
+    moved = Cohort(work / "dicom", work / "labels.csv", cohort.subjects)
+    cfg = cohort_cfg(moved, tmp_path / "cache")
+    out = preprocess_cohort(cfg)
+    built = provenance(out)
+
+    def written() -> list[int]:
+        return [(out / name).stat().st_mtime_ns for name in (cache.IMAGES, cache.MANIFEST)]
+
+    stamp = written()
+    assert built["source_signature"]
+
+    def unparsed(*args, **kwargs):
+        raise AssertionError("the labels table was parsed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "read_labels", unparsed)
+        assert preprocess_cohort(cfg) == out  # nothing changed: answered from the signature
+
+    # The same rows saved again (other bytes): the parsed inputs still match, so the cache is
+    # left as it is, and the new signature recorded for the next answer.
+    text = moved.labels.read_text()
+    moved.labels.write_bytes(text.replace("\n", "\r\n").encode())
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "read_labels", unparsed)
+        with pytest.raises(AssertionError, match="labels table was parsed"):
+            preprocess_cohort(cfg)
+    preprocess_cohort(cfg)
+    assert written() == stamp
+    again = provenance(out)
+    assert again["source_signature"] != built["source_signature"]
+    assert again == built | {"source_signature": again["source_signature"]}
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "read_labels", unparsed)
+        preprocess_cohort(cfg)
+
+    # A changed label is a changed cohort.
+    header, row, *rest = text.splitlines()
+    first = row.split(",")
+    first[1] = next(c for c in ("CN", "MCI", "AD") if c != first[1])
+    moved.labels.write_text("\n".join([header, ",".join(first), *rest]) + "\n")
+    preprocess_cohort(cfg)
+    assert provenance(out)["inputs_hash"] != built["inputs_hash"]
+    manifest = cache.load_cohort(out).manifest.set_index("subject_id")
+    assert manifest.loc[first[0], "label"] == first[1]
 
 
 def test_interrupted_run_leaves_nothing_trusted(cohort, tmp_path, monkeypatch, reference):
