@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import DictConfig
 
 from pipeline import cache
 from pipeline.config import preprocessing_hash
@@ -101,11 +102,16 @@ def test_rejected_lists_every_unused_input_with_a_reason(reference):
     assert "truncated" in truncated["reason"].iloc[0]
 
 
-def test_rerun_is_incremental(cohort, tmp_path):
+def copied(cohort: Cohort, tmp_path: Path) -> tuple[Cohort, DictConfig]:
+    """A copy of ``cohort`` that a test may change, and its config (cache under tmp_path)."""
     work = tmp_path / "cohort"
     shutil.copytree(cohort.root.parent, work)
     moved = Cohort(work / "dicom", work / "labels.csv", cohort.subjects)
-    cfg = cohort_cfg(moved, tmp_path / "cache")
+    return moved, cohort_cfg(moved, tmp_path / "cache")
+
+
+def test_rerun_is_incremental(cohort, tmp_path):
+    moved, cfg = copied(cohort, tmp_path)
     out = preprocess_cohort(cfg)
     first = provenance(out)
     assert first["counts"]["subjects_processed"] == 5  # 4 good + sub-short
@@ -138,10 +144,7 @@ def test_rerun_is_incremental(cohort, tmp_path):
 def test_up_to_date_is_decided_from_the_files_before_the_labels_are_parsed(
     cohort, tmp_path, monkeypatch
 ):
-    work = tmp_path / "cohort"
-    shutil.copytree(cohort.root.parent, work)
-    moved = Cohort(work / "dicom", work / "labels.csv", cohort.subjects)
-    cfg = cohort_cfg(moved, tmp_path / "cache")
+    moved, cfg = copied(cohort, tmp_path)
     out = preprocess_cohort(cfg)
     built = provenance(out)
 
