@@ -14,7 +14,7 @@ from folder names and the labels table.
 
 pandas is imported by the functions that read tables, not with this module: the preprocess
 command's "up to date" answer and its config errors use the layout alone, and answer without
-pandas' 0.3-0.5 s import (README, "Start-up").
+pandas' import (0.25-0.5 s here) (README, "Benchmark figures").
 """
 
 from __future__ import annotations

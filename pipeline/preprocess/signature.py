@@ -1,7 +1,7 @@
 """The cheap half of "is the cohort up to date?": a signature of the input files, unparsed.
 
 A rerun on unchanged inputs is the common case, and its answer should come at once (README,
-"Start-up"). Deciding it from the parsed inputs needs the labels table read by pandas, a
+"Benchmark figures"). Deciding it from the parsed inputs needs the labels table read by pandas, a
 0.3-0.5 s import, so :func:`~pipeline.preprocess.run.preprocess_cohort` first compares a
 signature of the files themselves with the one the last run stored in its provenance:
 
@@ -17,7 +17,9 @@ keeps the answer proportional to the cohort, not to a shared folder it is part o
 Example:
     >>> found = FoundSubjects.discover(root)                        # doctest: +SKIP
     >>> signature = SourceSignature.of(found, ["sub-01"], settings, labels_path)  # doctest: +SKIP
-    >>> signature.matches(found, settings, labels_path, stored)     # doctest: +SKIP
+    >>> stored = {PROVENANCE_KEY: signature.as_json()}             # doctest: +SKIP
+    >>> SourceSignature.matches(found, settings, labels_path, stored)  # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
