@@ -13,8 +13,8 @@ No file here ever holds a DICOM patient name, header patient ID or birth date: s
 from folder names and the labels table.
 
 pandas is imported by the functions that read tables, not with this module: the preprocess
-command's "up to date" answer and its config errors use the layout alone, and answer without
-pandas' import (0.25-0.5 s here) (README, "Benchmark figures").
+command's "up to date" answer and its config errors use the layout alone, and so answer
+without pandas' import, 0.25-0.5 s here (README, "Benchmark figures").
 """
 
 from __future__ import annotations
