@@ -408,13 +408,10 @@ def _inputs_hash(
     """Everything that decides the cache's content; equal hashes mean nothing to redo."""
     return config_hash(
         {
-            "format": RESULT_FORMAT,
-            "recipe": run.recipe_hash,
+            **run.settings,  # the same hash as before settings existed: same keys and values
             "results": sorted(p.name for p in paths.values()),
             "rejections": sorted(json.dumps(r.as_row(), sort_keys=True) for r in plan.rejections),
             "labels": None if labels is None else labels.to_csv(index=False),
-            "classes": list(run.classes),
-            "qc_samples": run.options.qc_samples,
         }
     )
 
