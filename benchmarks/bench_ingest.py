@@ -13,12 +13,16 @@ one process, best of ``--repeats`` runs on page-cached files:
 (c) MONAI ``LoadImage(reader=PydicomReader)`` of the whole series folder, then the middle three;
 (d) pydicom reading every file with its pixels.
 
-With ``--cohort DIR`` (the demo cohort: ``--cohort data/demo/dev/dicom``) it times the header
-readers alone on every file of an existing cohort that the fast reader takes (the others go to
-pydicom whatever reader is chosen), best of ``--repeats`` passes, in one process:
+With ``--cohort DIR`` (the demo cohort: ``--cohort data/demo/dev/dicom``), or ``--from-file
+FILE`` (44 slices written from one real file, e.g. nibabel's Siemens
+``nibabel/nicom/tests/data/0.dcm``), it times the header readers alone on every file of that
+cohort that the fast reader takes (the others go to pydicom whatever reader is chosen), best of
+``--repeats`` passes, in one process:
 
 (h1) :func:`pipeline.preprocess.dicom_raw.read_raw_header`, the hand-written reader: raw bytes
      of the wanted elements and where the pixel data lies;
+(h1b) the same without its layouts (:mod:`pipeline.preprocess.dicom_layout`): every element
+     decoded, none taken from the previous file;
 (h2) ``dicomsdl.open_file`` up to the pixel data, its values of the same elements and the pixel
      data's offset and length (the same work), when dicomsdl is installed
      (``pip install dicomsdl==0.109.4``, the ``bench`` extra);
@@ -53,6 +57,7 @@ from pydicom.uid import UID
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pipeline.preprocess.dicom_headers as dicom_headers
+import pipeline.preprocess.dicom_raw as dicom_raw
 from pipeline.preprocess.dicom_raw import NeedsPydicom, read_raw_header
 from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.synthetic.phantom import DicomWriter, make_volume
@@ -100,6 +105,11 @@ def fast_path_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
+def _no_layout(key: tuple, data: bytes, pos: int, values: dict, make: Callable) -> int:
+    """``dicom_raw._along_layout`` switched off: the walk starts where it stands."""
+    return pos
+
+
 def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
     """The header readers of ``--cohort``, each reading the same values of every file."""
     wanted = dicom_headers._WANTED
@@ -118,7 +128,17 @@ def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
         for path in files:
             dicom_headers.read_frame_headers(path)
 
-    readers = {"(h1) hand-written reader (dicom_raw)": hand_written}
+    def without_layouts() -> None:
+        along, dicom_raw._along_layout = dicom_raw._along_layout, _no_layout
+        try:
+            hand_written()
+        finally:
+            dicom_raw._along_layout = along
+
+    readers = {
+        "(h1) hand-written reader (dicom_raw)": hand_written,
+        "(h1b) the same without layouts": without_layouts,
+    }
     try:
         import dicomsdl
     except ImportError:
@@ -191,13 +211,39 @@ def bench_cohort(root: Path, repeats: int) -> None:
         print(f"  {name}: {outcome}")
 
 
+def series_from_file(source: Path, folder: Path, n: int) -> Path:
+    """``n`` slices of one series written from the real file ``source``: its whole header (a
+    Siemens CSA header, say) with a new instance UID, number and position in each slice."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(source)
+    ds.SeriesInstanceUID = generate_uid()
+    x, y, z = (float(v) for v in ds.get("ImagePositionPatient", (0.0, 0.0, 0.0)))
+    for k in range(n):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [x, y, round(z + 3.1 * k, 4)]
+        ds.SliceLocation = round(z + 3.1 * k, 4)
+        ds.save_as(folder / f"IM{k:04d}.dcm")
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=8)
     parser.add_argument("--syntax", default="ExplicitVRLittleEndian", help="pydicom.uid keyword")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cohort", type=Path, help="time the header readers on this cohort")
+    parser.add_argument(
+        "--from-file", type=Path,
+        help="time the header readers on 44 slices written from this real DICOM file",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.from_file is not None:
+        warnings.simplefilter("ignore")
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_cohort(series_from_file(args.from_file, Path(tmp), 44), args.repeats)
+        return
     if args.cohort is not None:
         warnings.simplefilter("ignore")
         bench_cohort(args.cohort, args.repeats)
