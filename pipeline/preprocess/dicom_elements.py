@@ -9,7 +9,7 @@ malformed raises :class:`NeedsPydicom`.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
@@ -128,10 +128,17 @@ def skip_sequence(window: Window, pos: int, implicit: bool) -> int:
 
 
 
-def element_in(
-    data: bytes, pos: int, implicit: bool, sequences: bool = True
-) -> tuple[int, int, int] | None:
-    """(tag, value offset, end offset) of the element at ``pos``, when all of it lies in ``data``.
+class ElementSpan(NamedTuple):
+    """Where one element lies in a window of bytes."""
+
+    tag: int
+    value: int  # offset of its value
+    end: int  # offset just after it
+    undefined: bool  # an undefined-length sequence (the walk keeps no value for it)
+
+
+def element_in(data: bytes, pos: int, implicit: bool, sequences: bool = True) -> ElementSpan | None:
+    """The span of the element at ``pos``, when all of it lies in ``data``.
 
     None when it does not (the caller reads the stream instead), when it is malformed, or when
     its length is undefined and ``sequences`` is false or its VR is not SQ or UN; the walk that
@@ -149,7 +156,8 @@ def element_in(
     else:
         value = pos + 8
     if length != UNDEFINED:
-        return (tag, value, value + length) if value + length <= len(data) else None
+        end = value + length
+        return ElementSpan(tag, value, end, False) if end <= len(data) else None
     if not sequences or not (implicit or vr in (b"SQ", b"UN")):
         return None
     window = Window(_NOTHING_MORE, data)
@@ -157,7 +165,7 @@ def element_in(
         end = skip_sequence(window, value, implicit or vr == b"UN")
     except (NeedsPydicom, struct.error, RecursionError):
         return None
-    return (tag, value, end) if window.base == 0 and window.data is data else None
+    return ElementSpan(tag, value, end, True) if window.base == 0 and window.data is data else None
 
 
 class _NothingMore:

@@ -89,9 +89,9 @@ class Layout:
             element[0]
         ):
             starts.append(pos)
-            tags.append(element[0])
-            wanted.append(is_wanted(element[0]))
-            pos = element[2]
+            tags.append(element.tag)
+            wanted.append(is_wanted(element.tag))
+            pos = element.end
         starts.append(pos)
         return cls(data, implicit, starts, tags, wanted, sequences)
 
@@ -118,26 +118,28 @@ class Layout:
                     continue
             for k in range(first, end):
                 element = element_in(data, pos, self.implicit, self.sequences)
-                if element is None or element[0] != tags[k]:
+                if element is None or element.tag != tags[k]:
                     if learned:
                         self._plan()
                     return pos, False
-                tag, value, after = element
+                tag, value, after, undefined = element
                 changed = data[pos:after] != template[starts[k] : starts[k + 1]]
                 if run_values is not None and changed:
                     self.varying[k] = learned = True
-                if self.wanted[k]:
+                if self.wanted[k] and not undefined:
                     values[tag] = data[value:after]
                 pos = after
         if learned:
             self._plan()
         return pos, True
 
-    def _value(self, k: int) -> bytes:
+    def _value(self, k: int) -> bytes | None:
+        """The raw value of element ``k`` as the walk keeps it (None for a sequence of
+        undefined length, whose value the walk skips)."""
         start, end = self.starts[k], self.starts[k + 1]
         element = element_in(self.data, start, self.implicit, self.sequences)
-        assert element is not None and element[2] == end  # the layout was built from it
-        return self.data[element[1] : end]
+        assert element is not None and element.end == end  # the layout was built from it
+        return None if element.undefined else self.data[element.value : end]
 
     def _plan(self) -> None:
         """Group the elements into runs: those that never changed, and those that did."""
@@ -147,9 +149,8 @@ class Layout:
             if k < len(self.tags) and not self.varying[k]:
                 continue
             if first < k:
-                wanted = range(first, k)
-                values = {self.tags[i]: self._value(i) for i in wanted if self.wanted[i]}
-                runs.append((first, k, values))
+                kept = ((self.tags[i], self._value(i)) for i in range(first, k) if self.wanted[i])
+                runs.append((first, k, {tag: value for tag, value in kept if value is not None}))
             if k < len(self.tags):
                 runs.append((k, k + 1, None))
             first = k + 1

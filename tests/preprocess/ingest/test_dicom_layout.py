@@ -151,3 +151,18 @@ def test_a_file_that_differs_in_one_element_reads_as_itself(tmp_path, dicom_writ
     assert len(learned) == 1 and 0 < sum(learned[0].varying) < len(learned[0].tags) / 4
     assert read(paths[3]) == expected
     assert read(paths[2]) == cold(paths[2])
+
+
+def test_a_sequence_of_undefined_length_is_skipped_not_kept_as_a_value():
+    sequence = (
+        struct.pack("<HH2sHL", 0x0008, 0x1140, b"SQ", 0, 0xFFFFFFFF)
+        + struct.pack("<HHL", 0xFFFE, 0xE000, 0)  # one empty item
+        + struct.pack("<HHL", 0xFFFE, 0xE0DD, 0)  # the sequence delimiter
+    )
+    data = sequence + element(0x00080060, b"CS", b"MR") + ROWS
+    layout = layout_of(data)
+    assert layout.tags == [0x00081140, 0x00080060]
+    for _ in range(2):  # from the template's runs, then again
+        values: dict[int, bytes] = {}
+        assert layout.walk(data, 0, values) == (len(data) - len(ROWS), True)
+        assert values == {0x00080060: b"MR"}  # what the ordinary walk keeps
