@@ -28,7 +28,9 @@ cohort that the fast reader takes (the others go to pydicom whatever reader is c
      (``pip install dicomsdl==0.109.4``, the ``bench`` extra);
 (h3) pydicom ``dcmread(stop_before_pixels, specific_tags)``, what the reader falls back to;
 (h4) :func:`pipeline.preprocess.dicom_headers.read_frame_headers`, the whole header scan of a
-     file (reader, value decoding, checks), for scale.
+     file (reader, value decoding, checks), for scale;
+(h5) the same frames through :class:`pipeline.preprocess.dicom_siblings.SiblingReader`, one
+     per folder, as ingestion reads them: each file compared with a sibling read before.
 
 and opens every DICOM file bundled with pydicom and nibabel with dicomsdl, each in its own
 process (a crash must not end the benchmark), to say which it reads (non-images without Rows
@@ -59,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pipeline.preprocess.dicom_headers as dicom_headers
 import pipeline.preprocess.dicom_raw as dicom_raw
 from pipeline.preprocess.dicom_raw import NeedsPydicom, read_raw_header
+from pipeline.preprocess.dicom_siblings import SiblingReader
 from pipeline.preprocess.ingest import IngestContext, scan_subject
 from pipeline.synthetic.phantom import DicomWriter, make_volume
 
@@ -156,6 +159,15 @@ def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
         readers["(h2) dicomsdl.open_file + values"] = with_dicomsdl
     readers["(h3) pydicom dcmread, specific tags"] = pydicom_headers
     readers["(h4) read_frame_headers (whole scan)"] = scan_files
+
+    def as_siblings() -> None:
+        reader, folder = SiblingReader(), None
+        for path in files:
+            if path.parent != folder:  # one reader a folder, as ingestion has one a subject
+                reader, folder = SiblingReader(), path.parent
+            reader.read(path)
+
+    readers["(h5) the same, each file as a sibling (dicom_siblings)"] = as_siblings
     return readers
 
 

@@ -48,6 +48,7 @@ from pipeline.preprocess import library_noise
 from pipeline.preprocess.dicom_raw import (
     HEAD_BYTES,
     NeedsPydicom,
+    RawHeader,
     find_pixel_data,
     looks_explicit,
     open_dataset,
@@ -467,19 +468,52 @@ def _convert_series_fields(values: HeaderValues) -> Mapping[str, Any]:
     )
 
 
+def instance_key(values: HeaderValues, path: Path, frame: int | None) -> str:
+    """The hashed identity of one frame: its SOPInstanceUID (the path when it has none)."""
+    sop_uid = values.text("SOPInstanceUID") or str(path)
+    return hash_uid(sop_uid if frame is None else f"{sop_uid}#{frame}")
+
+
 def _frame_header(
     path: Path, values: HeaderValues, frame: int | None, **geometry: Any
 ) -> FrameHeader:
     """A FrameHeader from the top-level values plus this frame's geometry and rescale."""
     shared = _series_fields(values)
-    sop_uid = values.text("SOPInstanceUID") or str(path)
     return FrameHeader(
         path=path,
         frame=frame,
-        instance_key=hash_uid(sop_uid if frame is None else f"{sop_uid}#{frame}"),
+        instance_key=instance_key(values, path, frame),
         **shared,
         **geometry,
     )
+
+
+#: The values of a classic file that only :func:`classic_geometry` and :func:`instance_key`
+#: read: a file that differs from its series' previous one in these alone differs in those
+#: fields alone (:mod:`.dicom_siblings`).
+PER_FILE_TAGS = frozenset(
+    _TAGS[keyword]
+    for keyword in (
+        "SOPInstanceUID",
+        "ImagePositionPatient",
+        "ImageOrientationPatient",
+        "PixelSpacing",
+        "SliceThickness",
+        "RescaleSlope",
+        "RescaleIntercept",
+    )
+)
+
+
+def classic_geometry(values: HeaderValues) -> dict[str, Any]:
+    """The FrameHeader fields of a classic (single-frame) file's geometry and rescale."""
+    return {
+        "orientation": values.numbers("ImageOrientationPatient", 6),
+        "position": values.numbers("ImagePositionPatient", 3),
+        "pixel_spacing": values.numbers("PixelSpacing", 2),
+        "rescale": values.rescale(),
+        "slice_thickness": (values.numbers("SliceThickness", 1) or (None,))[0],
+    }
 
 
 def _classic_frame(path: Path, values: HeaderValues, n_frames: int) -> FrameHeader:
@@ -488,16 +522,7 @@ def _classic_frame(path: Path, values: HeaderValues, n_frames: int) -> FrameHead
             f"multi-frame file ({n_frames} frames) without per-frame positions "
             "(PerFrameFunctionalGroupsSequence): cannot place its slices"
         )
-    return _frame_header(
-        path,
-        values,
-        None,
-        orientation=values.numbers("ImageOrientationPatient", 6),
-        position=values.numbers("ImagePositionPatient", 3),
-        pixel_spacing=values.numbers("PixelSpacing", 2),
-        rescale=values.rescale(),
-        slice_thickness=(values.numbers("SliceThickness", 1) or (None,))[0],
-    )
+    return _frame_header(path, values, None, **classic_geometry(values))
 
 
 def _first_item(ds: Dataset | None, keyword: str) -> Dataset | None:
@@ -655,7 +680,15 @@ def _full_read_syntax(
     return None
 
 
-def _read_frames(fh: BinaryIO, path: Path) -> list[FrameHeader]:
+@dataclass(frozen=True)
+class FileHeaders:
+    """One file's frames, and its raw header when the fast reader read it (None: pydicom)."""
+
+    frames: list[FrameHeader]
+    raw: RawHeader | None = None
+
+
+def _read_frames(fh: BinaryIO, path: Path) -> FileHeaders:
     head = fh.read(HEAD_BYTES)  # the whole header of a typical file: read once, used twice
     if not _sniff_dicom(head):
         _raise_if_not_a_copy(fh, path, head)
@@ -664,7 +697,7 @@ def _read_frames(fh: BinaryIO, path: Path) -> list[FrameHeader]:
         raw = read_raw_header(fh, _WANTED, head)
     except NeedsPydicom:
         fh.seek(0)
-        return _read_with_pydicom(fh, path, os.fstat(fh.fileno()).st_size)
+        return FileHeaders(_read_with_pydicom(fh, path, os.fstat(fh.fileno()).st_size))
     values = HeaderValues(raw.values)
     n_frames = _check_image(values)
     dataset = raw.dataset
@@ -674,7 +707,17 @@ def _read_frames(fh: BinaryIO, path: Path) -> list[FrameHeader]:
     frame = _classic_frame(path, values, n_frames)
     if dataset.deflated or not dataset.vr_as_declared:
         frame = replace(frame, full_read_syntax=dataset.transfer_syntax)
-    return [frame]
+    return FileHeaders([frame], raw)
+
+
+def read_file_headers(path: str | os.PathLike[str]) -> FileHeaders:
+    """:func:`read_frame_headers`, with the raw header the frames came from when there is one."""
+    path = path if isinstance(path, Path) else Path(path)  # a Path is not parsed again
+    with library_noise.captured(str(path)) as noise, open(path, "rb") as fh:
+        try:
+            return _read_frames(fh, path)
+        except DicomFileError as err:
+            raise DicomFileError(noise.with_summary(str(err))) from err
 
 
 def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
@@ -685,9 +728,4 @@ def read_frame_headers(path: str | os.PathLike[str]) -> list[FrameHeader]:
     pydicom says while reading goes to the debug log, and into the reason of a rejected file
     (see :mod:`.library_noise`).
     """
-    path = path if isinstance(path, Path) else Path(path)  # a Path is not parsed again
-    with library_noise.captured(str(path)) as noise, open(path, "rb") as fh:
-        try:
-            return _read_frames(fh, path)
-        except DicomFileError as err:
-            raise DicomFileError(noise.with_summary(str(err))) from err
+    return read_file_headers(path).frames

@@ -15,7 +15,8 @@ What happens to a subject's files, and where each rule lives:
 - every file under the subject folder is looked at (:mod:`.discover`); files that are not DICOM
   images (text, ``.DS_Store``, DICOMDIR, structured reports) are counted, not rejected;
 - DICOM headers only, no pixels (:mod:`.dicom_headers`, with :mod:`.dicom_raw` as the fast
-  path for classic files); a corrupt or truncated file is a ``file`` rejection with the reason,
+  path for classic files, and :mod:`.dicom_siblings` for the files that repeat another's
+  header); a corrupt or truncated file is a ``file`` rejection with the reason,
   and a second copy of one SOP instance is rejected as a duplicate while the first copy is used;
 - frames are grouped into series by SeriesInstanceUID, series into sessions (:mod:`.sessions`);
 - each series (or NIfTI file) is read into a volume by its format's reader
@@ -38,12 +39,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.preprocess.dicom_headers import (
-    DicomFileError,
-    FrameHeader,
-    NotDicomImageError,
-    read_frame_headers,
-)
+from pipeline.preprocess.dicom_headers import DicomFileError, FrameHeader, NotDicomImageError
+from pipeline.preprocess.dicom_siblings import SiblingReader
 from pipeline.preprocess.dicom_volume import DicomSeriesReader
 from pipeline.preprocess.discover import (
     discover_subjects,
@@ -106,12 +103,13 @@ class _Inventory:
 def _take_inventory(files: list[Path]) -> _Inventory:
     inventory = _Inventory()
     first_copy: dict[str, Path] = {}
+    headers = SiblingReader()  # most files repeat most of the previous one's header
     for path in files:
         if is_nifti(path):
             inventory.nifti[f"nifti:{path}"] = path
             continue
         try:
-            frames = read_frame_headers(path)
+            frames = headers.read(path)
         except NotDicomImageError:
             inventory.n_non_dicom += 1
             continue
