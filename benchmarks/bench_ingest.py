@@ -21,8 +21,6 @@ cohort that the fast reader takes (the others go to pydicom whatever reader is c
 
 (h1) :func:`pipeline.preprocess.dicom_raw.read_raw_header`, the hand-written reader: raw bytes
      of the wanted elements and where the pixel data lies;
-(h1b) the same without its layouts (:mod:`pipeline.preprocess.dicom_layout`): every element
-     decoded, none taken from the previous file;
 (h2) ``dicomsdl.open_file`` up to the pixel data, its values of the same elements and the pixel
      data's offset and length (the same work), when dicomsdl is installed
      (``pip install dicomsdl==0.109.4``, the ``bench`` extra);
@@ -59,7 +57,6 @@ from pydicom.uid import UID
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pipeline.preprocess.dicom_headers as dicom_headers
-import pipeline.preprocess.dicom_raw as dicom_raw
 from pipeline.preprocess.dicom_raw import NeedsPydicom, read_raw_header
 from pipeline.preprocess.dicom_siblings import SiblingReader
 from pipeline.preprocess.ingest import IngestContext, scan_subject
@@ -108,11 +105,6 @@ def fast_path_files(root: Path) -> list[Path]:
     return sorted(files)
 
 
-def _no_layout(key: tuple, data: bytes, pos: int, values: dict, make: Callable) -> int:
-    """``dicom_raw._along_layout`` switched off: the walk starts where it stands."""
-    return pos
-
-
 def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
     """The header readers of ``--cohort``, each reading the same values of every file."""
     wanted = dicom_headers._WANTED
@@ -131,17 +123,7 @@ def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
         for path in files:
             dicom_headers.read_frame_headers(path)
 
-    def without_layouts() -> None:
-        along, dicom_raw._along_layout = dicom_raw._along_layout, _no_layout
-        try:
-            hand_written()
-        finally:
-            dicom_raw._along_layout = along
-
-    readers = {
-        "(h1) hand-written reader (dicom_raw)": hand_written,
-        "(h1b) the same without layouts": without_layouts,
-    }
+    readers = {"(h1) hand-written reader (dicom_raw)": hand_written}
     try:
         import dicomsdl
     except ImportError:

@@ -11,12 +11,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
+import pydicom
 from omegaconf import DictConfig
 
 from pipeline import cache
 from pipeline.config import compose
+
+#: The DICOM test files pydicom and nibabel ship (real scanner data; no download).
+PYDICOM_DATA = Path(pydicom.data.__file__).parent / "test_files"
+NICOM_DATA = Path(nib.__file__).parent / "nicom" / "tests" / "data"
+
+
+def bundled_dicom_files() -> list[Path]:
+    """Every DICOM test file pydicom bundles (its own folder: no download), and nibabel's."""
+    return sorted(PYDICOM_DATA.rglob("*.dcm")) + sorted(NICOM_DATA.glob("*.dcm"))
 
 
 def compose_in(tmp: Path, config_name: str, *overrides: str) -> DictConfig:

@@ -1,6 +1,6 @@
 """The building blocks of a DICOM element walk: element headers, values and sequences read
-from a window of bytes, for :mod:`.dicom_raw` (the fast header reader) and :mod:`.dicom_layout`
-(its skip over what the previous file repeated).
+from a window of bytes, for :mod:`.dicom_raw` (the fast header reader) and
+:mod:`.dicom_siblings` (its comparison of a file with a sibling's header).
 
 Everything here is little endian: the readers hand any other file to pydicom. Anything
 malformed raises :class:`NeedsPydicom`.
@@ -9,7 +9,7 @@ malformed raises :class:`NeedsPydicom`.
 from __future__ import annotations
 
 import struct
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 ITEM, ITEM_END, SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 UNDEFINED = 0xFFFFFFFF
@@ -128,44 +128,18 @@ def skip_sequence(window: Window, pos: int, implicit: bool) -> int:
 
 
 
-class ElementSpan(NamedTuple):
-    """Where one element lies in a window of bytes."""
+def sequence_end(data: bytes, value: int, implicit: bool) -> int | None:
+    """Where the undefined-length sequence whose items start at ``value`` ends (just after its
+    delimiter), when all of it lies in ``data``; None when it does not or is malformed.
 
-    tag: int
-    value: int  # offset of its value
-    end: int  # offset just after it
-    undefined: bool  # an undefined-length sequence (the walk keeps no value for it)
-
-
-def element_in(data: bytes, pos: int, implicit: bool, sequences: bool = True) -> ElementSpan | None:
-    """The span of the element at ``pos``, when all of it lies in ``data``.
-
-    None when it does not (the caller reads the stream instead), when it is malformed, or when
-    its length is undefined and ``sequences`` is false or its VR is not SQ or UN; the walk that
-    reads the stream says what is wrong. An undefined-length sequence is skipped to its
-    delimiter.
+    ``implicit``: its items are implicit VR (an implicit VR dataset, or a sequence of VR UN).
     """
-    if pos + 12 > len(data):
-        return None
-    group, element, vr, length = EXPLICIT_HEADER.unpack_from(data, pos)
-    tag = group << 16 | element
-    if implicit or group == 0xFFFE:
-        vr, length, value = None, LENGTH.unpack_from(data, pos + 4)[0], pos + 8
-    elif vr in LONG_VRS:
-        length, value = LENGTH.unpack_from(data, pos + 8)[0], pos + 12
-    else:
-        value = pos + 8
-    if length != UNDEFINED:
-        end = value + length
-        return ElementSpan(tag, value, end, False) if end <= len(data) else None
-    if not sequences or not (implicit or vr in (b"SQ", b"UN")):
-        return None
     window = Window(_NOTHING_MORE, data)
     try:
-        end = skip_sequence(window, value, implicit or vr == b"UN")
+        end = skip_sequence(window, value, implicit)
     except (NeedsPydicom, struct.error, RecursionError):
         return None
-    return ElementSpan(tag, value, end, True) if window.base == 0 and window.data is data else None
+    return end if window.base == 0 and window.data is data else None
 
 
 class _NothingMore:

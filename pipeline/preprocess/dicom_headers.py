@@ -349,7 +349,7 @@ def _check_pixel_extent(
     if length is None:
         raise DicomFileError("image header without pixel data (file cut short before its pixels?)")
     if length == 0xFFFFFFFF:
-        _check_fragments(fh, value_start, file_size, "<" if values.little_endian else ">")
+        check_fragments(fh, value_start, file_size, "<" if values.little_endian else ">")
         return
     rows, cols = values.integer("Rows") or 0, values.integer("Columns") or 0
     samples = values.integer("SamplesPerPixel") or 1
@@ -367,7 +367,7 @@ def _check_pixel_extent(
         )
 
 
-def _check_fragments(fh: BinaryIO, value_start: int, file_size: int, endian: str) -> None:
+def check_fragments(fh: BinaryIO, value_start: int, file_size: int, endian: str) -> None:
     """Raise DicomFileError unless the compressed pixel data's items all lie inside the file.
 
     pydicom's ``parse_fragments`` treats the end of the file as the end of the fragments, so

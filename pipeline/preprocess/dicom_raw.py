@@ -19,13 +19,13 @@ reads the file again only past their end. Walking the file object instead (a ``r
 ``seek`` per element, a function call per element header) cost 222 against 145 us a file on
 the demo cohort (4,510 files, best of 3, loaded 2-core machine).
 
-What the previous file repeated is not decoded again: the walk goes along the last header's
-layout (:mod:`.dicom_layout`), one ``bytes`` comparison for each run of elements that has not
-changed from file to file, the few that change (instance UID and number, position) decoded one
-by one. ``benchmarks/bench_ingest.py --cohort`` (h1 against h1b, best of 3 passes, loaded 2-core
-machine): 57.3 -> 39.3 and 64.5 -> 45.9 us a file on the 10,878 demo files; 208.6 -> 91.6 and
-203.1 -> 89.1 us (``--from-file``) on 44 slices written from nibabel's Siemens ``0.dcm``
-(implicit VR, 139 elements, a CSA header past the first 8 KiB: the walk goes on from there).
+A file that repeats most of an earlier file's header (a slice of the same series) is not
+walked at all: :mod:`.dicom_siblings` compares its bytes with that file's. Keeping the last
+header's layout here instead, so that a run of unchanged elements cost one comparison (an
+earlier round's ``dicom_layout``), stopped paying once siblings did that for whole files: the
+scan of 240 demo subjects took 7.2-7.8 ms a subject without the layouts against 7.8-8.5 with
+them (three alternated runs), and a 44-file series whose instance UIDs change length took
+146-151 us a file without them against 181-202 with them.
 
 The VR encoding is sniffed at the first dataset element, as pydicom does: some writers declare
 explicit VR in the file meta and write implicit VR (or the reverse; pydicom's
@@ -50,7 +50,7 @@ import functools
 import io
 import struct
 import zlib
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
@@ -70,7 +70,6 @@ from pipeline.preprocess.dicom_elements import (
     skip_sequence,
     value_at,
 )
-from pipeline.preprocess.dicom_layout import Layout
 
 __all__ = [
     "HEAD_BYTES",
@@ -174,62 +173,12 @@ def _transfer_syntax(raw: bytes) -> UID:
     return UID(raw.rstrip(b"\x00 ").decode("ascii"))
 
 
-#: The layout of the last file meta read, and of the last dataset read per VR encoding and
-#: tags asked for (see :mod:`.dicom_layout`): what the next file repeats of it is not decoded.
-_layouts: dict[tuple, Layout] = {}
-
-
-def _along_layout(
-    key: tuple, data: bytes, pos: int, values: dict[int, bytes], make: Callable[..., Layout]
-) -> int:
-    """Walk ``data`` from ``pos`` along the last layout of kind ``key`` into ``values``; the
-    offset reached, where the ordinary walk goes on.
-
-    When there is none, when the file parted ways with it, or when too many of its elements
-    changed, ``make(data, pos)`` takes this file's layout for the next one.
-    """
-    layout = _layouts.get(key)
-    if layout is not None:
-        reached, complete = layout.walk(data, pos, values)
-        if complete and not layout.stale:
-            return reached
-    else:
-        reached = pos
-    _layouts[key] = make(data, pos)
-    return reached
-
-
-def _meta_layout(data: bytes, pos: int) -> Layout:
-    """The layout of a file meta: explicit VR, every element kept, group 0002 only."""
-    return Layout.of(data, pos, False, _every_tag, _not_meta, sequences=False)
-
-
-def _every_tag(tag: int) -> bool:
-    return True
-
-
-def _not_meta(tag: int) -> bool:
-    return tag >> 16 != 0x0002
-
-
-@dataclass(frozen=True)
-class _DatasetLayout:
-    """Makes the layout of a dataset: the ``wanted`` tags kept, up to a ``stop`` tag."""
-
-    implicit: bool
-    wanted: frozenset[int]
-    stop: frozenset[int]
-
-    def __call__(self, data: bytes, pos: int) -> Layout:
-        return Layout.of(data, pos, self.implicit, self.wanted.__contains__, self.stop.__contains__)
-
-
 def _open_dataset(fh: BinaryIO, head: bytes) -> DatasetStream:
     window = Window(fh, head)
     if len(window.data) < 132 or window.data[128:132] != b"DICM":
         raise NeedsPydicom("no DICM preamble")
     meta: dict[int, bytes] = {}
-    pos = _along_layout(("meta",), head, 132, meta, _meta_layout)
+    pos = 132
     while True:  # file meta information: always explicit VR little endian
         header = element_header(window, pos, implicit=False)
         if header is None or header[0] >> 16 != 0x0002:
@@ -306,9 +255,6 @@ def _walk(
     data = window.data
     end = len(data)
     stop = _PIXEL_TAGS | frozenset(refuse)
-    if wanted:  # (find_pixel_data's rare walks go without layouts)
-        key, wanted = (implicit, frozenset(wanted), stop), frozenset(wanted)
-        pos = _along_layout(key, data, pos, values, _DatasetLayout(implicit, wanted, stop))
     # Locals, not globals, and one set test for the rare tags: this loop is the hot path.
     unpack_header, unpack_length, long_vrs = (
         EXPLICIT_HEADER.unpack_from,

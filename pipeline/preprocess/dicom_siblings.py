@@ -23,8 +23,9 @@ Why hand-written, and what it buys: no DICOM library reads a series this way. On
 demo files, one reader a folder (``benchmarks/bench_ingest.py --cohort``, h5 against h4, the
 first file of each folder read in full): 91.6 against 183.5 us a file. A subject's 45 headers,
 read as :func:`.ingest.scan_subject` reads them: 3.5 against 10.1 ms (200 demo subjects, three
-runs; slow phase of a loaded 2-core machine). Compressed and deflated files, and files pydicom
-reads, are read in full every time.
+runs; slow phase of a loaded 2-core machine). A sibling with compressed pixel data still has
+its fragments checked, as a full read does. Deflated files, and the files pydicom reads, are
+read in full every time.
 
 Example (a folder of 44 slices: the first read in full, the others as its siblings)::
 
@@ -48,14 +49,16 @@ from pipeline.preprocess.dicom_elements import (
     LONG_VRS,
     SHORT_LENGTH,
     UNDEFINED,
-    element_in,
+    sequence_end,
 )
 from pipeline.preprocess.dicom_headers import (
     _WANTED,
     PER_FILE_TAGS,
+    DicomFileError,
     FileHeaders,
     FrameHeader,
     HeaderValues,
+    check_fragments,
     classic_geometry,
     instance_key,
     read_file_headers,
@@ -129,7 +132,7 @@ class SiblingTemplate:
         if per_file is None:
             return None
         values, pixel_offset = per_file
-        if size < pixel_offset + self.pixel_length:
+        if not self._pixel_data_whole(path, pixel_offset, size):
             return None  # a truncated copy: the full read says so
         header_values = HeaderValues({**self.raw_values, **values})
         return _with_fields(
@@ -138,6 +141,18 @@ class SiblingTemplate:
             instance_key=instance_key(header_values, path, None),
             **classic_geometry(header_values),
         )
+
+    def _pixel_data_whole(self, path: Path, pixel_offset: int, size: int) -> bool:
+        """The check of a full read: native pixel data ends inside the file, compressed pixel
+        data's fragments and delimiter lie inside it (:func:`.dicom_headers.check_fragments`)."""
+        if self.pixel_length != UNDEFINED:
+            return size >= pixel_offset + self.pixel_length
+        try:
+            with open(path, "rb") as fh:
+                check_fragments(fh, pixel_offset, size, "<")
+        except (DicomFileError, OSError):
+            return False
+        return True
 
     def _per_file_values(self, head: bytes) -> tuple[dict[int, bytes], int] | None:
         """The values of :data:`PER_FILE_TAGS` in ``head`` and where its pixel data starts,
@@ -226,11 +241,11 @@ def _is_free(tag: int, undefined: bool, first_of_dataset: bool) -> bool:
 
 def template_of(path: Path, headers: FileHeaders) -> SiblingTemplate | None:
     """The template made of a file read in full, or None when its siblings cannot be read
-    against it: read by pydicom, deflated, compressed pixel data, several frames."""
+    against it: read by pydicom, deflated, several frames."""
     raw = headers.raw
     if raw is None or len(headers.frames) != 1 or raw.dataset.deflated:
         return None
-    if raw.pixel_length is None or raw.pixel_length == UNDEFINED:
+    if raw.pixel_length is None:
         return None
     head = _read_head(path, raw.pixel_offset)[0]
     elements = header_elements(head, raw.dataset.implicit)
@@ -253,7 +268,7 @@ def header_elements(head: bytes, implicit: bool) -> list[Element] | None:
     The file meta is explicit VR, the dataset ``implicit`` or not (the fast reader's
     :class:`~.dicom_raw.DatasetStream` says which), as the reader walks them. Element headers
     are decoded inline, as in :func:`.dicom_raw._walk` (0.44 -> 0.2 ms a header of 67 elements
-    against a call of ``element_in`` each); a sequence of undefined length goes to it.
+    against a function call each); a sequence of undefined length is skipped to its delimiter.
     """
     elements: list[Element] = []
     pos, in_meta, first_of_dataset, end = _DATA_START, True, False, len(head)
@@ -263,7 +278,8 @@ def header_elements(head: bytes, implicit: bool) -> list[Element] | None:
         tag = group << 16 | number
         if in_meta and group != _META_GROUP:
             in_meta, first_of_dataset = False, True
-        if (implicit and not in_meta) or group == 0xFFFE:  # items carry no VR
+        implicit_here = implicit and not in_meta
+        if implicit_here or group == 0xFFFE:  # items and delimiters carry no VR
             length_at, value = pos + 4, pos + 8
         elif vr in LONG_VRS:
             length_at, value = pos + 8, pos + 12
@@ -275,14 +291,13 @@ def header_elements(head: bytes, implicit: bool) -> list[Element] | None:
         if value - length_at == 4 and value <= end:
             length = unpack_length(head, length_at)[0]
         undefined = length == UNDEFINED and value - length_at == 4
-        if undefined:
-            span = element_in(head, pos, implicit and not in_meta)
-            if span is None:
-                return None
-            element_end = span.end
-        else:
+        if not undefined:
             element_end = value + length
-        if element_end > end:
+        elif not in_meta and (implicit_here or vr in (b"SQ", b"UN")):  # as the walk allows
+            element_end = sequence_end(head, value, implicit_here or vr == b"UN")
+        else:
+            return None
+        if element_end is None or element_end > end:
             return None
         free = _is_free(tag, undefined, first_of_dataset)
         elements.append(Element(tag, pos, length_at, value, element_end, free))
@@ -315,8 +330,8 @@ class SiblingReader:
             if frame is not None:
                 self.stats["sibling"] += 1
                 return [frame]
+        self.stats["full"] += 1  # counted whether it succeeds or raises
         headers = read_file_headers(path)
-        self.stats["full"] += 1
         template = template_of(path, headers)
         if template is not None:
             self.templates = [template, *self.templates[: MAX_TEMPLATES - 1]]

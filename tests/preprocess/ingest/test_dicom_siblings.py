@@ -12,8 +12,7 @@ from pydicom.sequence import Sequence
 
 import pipeline.preprocess.dicom_headers as headers
 from pipeline.preprocess.dicom_siblings import SiblingReader, header_elements
-
-from .test_dicom_layout import bundled_files
+from tests.helpers import bundled_dicom_files
 
 Outcome = list[headers.FrameHeader] | tuple[str, str]
 
@@ -33,7 +32,8 @@ def through(reader: SiblingReader, path: Path) -> Outcome:
 
 
 def test_every_bundled_file_reads_the_same_after_any_other():
-    files = bundled_files()
+    files = bundled_dicom_files()
+    assert len(files) > 80
     expected = {path: alone(path) for path in files}
     for order in (files, files[::-1]):  # each file after a different one, twice
         reader = SiblingReader()
@@ -48,6 +48,7 @@ def _uids_of_every_length(ds: pydicom.Dataset, k: int) -> None:
 
 
 SYNTAXES = [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian]
+COMPRESSED = pydicom.uid.RLELossless
 
 
 def write_series(
@@ -59,7 +60,7 @@ def write_series(
     )
 
 
-@pytest.mark.parametrize("syntax", SYNTAXES, ids=["explicit", "implicit"])
+@pytest.mark.parametrize("syntax", [*SYNTAXES, COMPRESSED], ids=["explicit", "implicit", "rle"])
 def test_a_series_is_read_as_siblings_of_its_first_file(tmp_path, dicom_writer, syntax):
     paths = write_series(tmp_path / "S", dicom_writer, n=12, transfer_syntax=syntax)
     reader = SiblingReader()
@@ -214,13 +215,18 @@ def test_a_file_changed_outside_its_elements_reads_as_itself(tmp_path, dicom_wri
     assert reader.stats["sibling"] == (2 if sibling else 1)
 
 
-def test_a_truncated_sibling_is_rejected_with_the_reason_of_a_full_read(tmp_path, dicom_writer):
-    paths = write_series(tmp_path / "S", dicom_writer, n=3)
+@pytest.mark.parametrize("syntax", [SYNTAXES[0], COMPRESSED], ids=["native", "rle"])
+def test_a_truncated_sibling_is_rejected_with_the_reason_of_a_full_read(
+    tmp_path, dicom_writer, syntax
+):
+    paths = write_series(tmp_path / "S", dicom_writer, n=3, transfer_syntax=syntax)
     _rewrite(paths[2], _truncated)
     reader = SiblingReader()
     reader.read(paths[0])
     with pytest.raises(headers.DicomFileError, match="truncated copy"):
         reader.read(paths[2])
+    assert through(reader, paths[2]) == alone(paths[2])
+    assert reader.stats == {"full": 3}
 
 
 def test_interleaved_series_are_each_read_against_their_own_first_file(tmp_path, dicom_writer):
