@@ -21,11 +21,12 @@ data) is read in full, and becomes a template in its turn.
 
 Why hand-written, and what it buys: no DICOM library reads a series this way. On the 10,878
 demo files, one reader a folder (``benchmarks/bench_ingest.py --cohort``, h5 against h4, the
-first file of each folder read in full): 91.6 against 183.5 us a file. A subject's 45 headers,
-read as :func:`.ingest.scan_subject` reads them: 3.5 against 10.1 ms (200 demo subjects, three
-runs; slow phase of a loaded 2-core machine). A sibling with compressed pixel data still has
-its fragments checked, as a full read does. Deflated files, and the files pydicom reads, are
-read in full every time.
+first file of each folder read in full): 52.7 against 183.4 us a file (91.6 against 183.5
+while the full reads still kept the layouts of :mod:`.dicom_raw`'s docstring). A subject's 45
+headers, read as :func:`.ingest.scan_subject` reads them: 3.5 against 10.1 ms (200 demo
+subjects, three runs; slow phase of a loaded 2-core machine). A sibling with compressed pixel
+data still has its fragments checked, as a full read does: 57-67 against 199-211 us a file on
+44 RLE slices. Deflated files, and the files pydicom reads, are read in full every time.
 
 Example (a folder of 44 slices: the first read in full, the others as its siblings)::
 
