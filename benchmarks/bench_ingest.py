@@ -98,7 +98,7 @@ def fast_path_files(root: Path) -> list[Path]:
             path = Path(folder) / name
             try:
                 with open(path, "rb") as fh:
-                    read_raw_header(fh, dicom_headers._WANTED)
+                    read_raw_header(fh, dicom_headers.WANTED_TAGS)
             except (NeedsPydicom, OSError):
                 continue
             files.append(path)
@@ -107,7 +107,7 @@ def fast_path_files(root: Path) -> list[Path]:
 
 def header_readers(files: list[Path]) -> dict[str, Callable[[], None]]:
     """The header readers of ``--cohort``, each reading the same values of every file."""
-    wanted = dicom_headers._WANTED
+    wanted = dicom_headers.WANTED_TAGS
     tags = sorted(wanted)
 
     def hand_written() -> None:

@@ -95,7 +95,8 @@ _HEADER_KEYWORDS = (
 _TAGS = {keyword: tag_for_keyword(keyword) for keyword in _HEADER_KEYWORDS}
 _TAGS["MediaStorageSOPClassUID"] = 0x00020002
 _VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
-_WANTED = frozenset(_TAGS.values())
+#: Every top-level tag the fast reader keeps the raw value of.
+WANTED_TAGS = frozenset(_TAGS.values())
 _PYDICOM_TAGS = [_TAGS[k] for k in _HEADER_KEYWORDS]  # ints: cheaper for pydicom than keywords
 
 
@@ -694,7 +695,7 @@ def _read_frames(fh: BinaryIO, path: Path) -> FileHeaders:
         _raise_if_not_a_copy(fh, path, head)
         raise NotDicomImageError("not DICOM")
     try:
-        raw = read_raw_header(fh, _WANTED, head)
+        raw = read_raw_header(fh, WANTED_TAGS, head)
     except NeedsPydicom:
         fh.seek(0)
         return FileHeaders(_read_with_pydicom(fh, path, os.fstat(fh.fileno()).st_size))

@@ -38,7 +38,6 @@ Example (a folder of 44 slices: the first read in full, the others as its siblin
 from __future__ import annotations
 
 import os
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,8 +52,8 @@ from pipeline.preprocess.dicom_elements import (
     sequence_end,
 )
 from pipeline.preprocess.dicom_headers import (
-    _WANTED,
     PER_FILE_TAGS,
+    WANTED_TAGS,
     DicomFileError,
     FileHeaders,
     FrameHeader,
@@ -76,7 +75,7 @@ _DATA_START = 132
 _META_GROUP = 0x0002
 _TRANSFER_SYNTAX = 0x00020010
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
-_SHORT, _LONG = SHORT_LENGTH, LENGTH
+_SHORT, _LONG = SHORT_LENGTH, LENGTH  # 2- and 4-byte length fields
 
 
 class Element(NamedTuple):
@@ -89,9 +88,16 @@ class Element(NamedTuple):
     end: int
     free: bool  # its value (and so its length) may differ in a sibling
 
-    @property
-    def length_field(self) -> struct.Struct:
-        return _SHORT if self.value - self.length_at == 2 else _LONG
+    def value_in(self, head: bytes, shift: int) -> tuple[int, int] | None:
+        """(start, end) of this element's value in a sibling's ``head``, where the values
+        before it moved it by ``shift`` bytes; None for an undefined length, or past ``head``."""
+        field_ = _SHORT if self.value - self.length_at == 2 else _LONG
+        start = self.value + shift
+        if start > len(head):
+            return None
+        length = field_.unpack_from(head, self.length_at + shift)[0]
+        end = start + length
+        return None if length == UNDEFINED or end > len(head) else (start, end)
 
 
 class _Step(NamedTuple):
@@ -165,17 +171,12 @@ class SiblingTemplate:
                 return None
             if element is None:
                 break
-            at += len(bytes_)
-            field_ = element.length_field
-            if at + field_.size > len(head):
+            span = element.value_in(head, shift)
+            if span is None:
                 return None
-            length = field_.unpack_from(head, at)[0]
-            if length == UNDEFINED:
-                return None
-            start = at + field_.size
             if element.tag in PER_FILE_TAGS:
-                values[element.tag] = head[start : start + length]
-            shift += length - (element.end - element.value)
+                values[element.tag] = head[span[0] : span[1]]
+            shift = span[1] - element.end
         pixel_offset = len(self.head) + shift
         return (values, pixel_offset) if pixel_offset <= len(head) else None
 
@@ -198,15 +199,11 @@ class SiblingTemplate:
             tag_and_vr = template[element.start : element.length_at]
             if not (element.free and head.startswith(tag_and_vr, at)):
                 return False
-            field_ = element.length_field
-            if element.value + shift > len(head):
-                return False
-            length = field_.unpack_from(head, element.length_at + shift)[0]
-            end = element.value + shift + length
-            if length == UNDEFINED or end > len(head):
+            span = element.value_in(head, shift)
+            if span is None:
                 return False
             changed.add(k)
-            shift = end - element.end
+            shift = span[1] - element.end
         self.varying |= changed
         self._plan()
         return True
@@ -237,7 +234,7 @@ def _is_free(tag: int, undefined: bool, first_of_dataset: bool) -> bool:
     """
     if undefined or first_of_dataset or tag == _TRANSFER_SYNTAX:
         return False
-    return tag in PER_FILE_TAGS or tag not in _WANTED
+    return tag in PER_FILE_TAGS or tag not in WANTED_TAGS
 
 
 def template_of(path: Path, headers: FileHeaders) -> SiblingTemplate | None:

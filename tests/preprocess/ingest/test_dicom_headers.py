@@ -40,7 +40,7 @@ def via_default(path: Path) -> list[headers.FrameHeader] | tuple[str, str]:
 def uses_fast_path(path: Path) -> bool:
     with open(path, "rb") as fh:
         try:
-            read_raw_header(fh, headers._WANTED)
+            read_raw_header(fh, headers.WANTED_TAGS)
         except NeedsPydicom:
             return False
     return True
