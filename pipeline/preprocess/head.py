@@ -69,8 +69,9 @@ class HeadMask:
         fraction: threshold as a fraction of the ``percentile``-th percentile (above the minimum).
         percentile: the robust "bright tissue" level.
         smooth_px: Gaussian sigma in pixels applied before thresholding; averages out noise.
-        min_component: connected regions smaller than this fraction of the largest one (per slice)
-            are dropped, so a bright artefact in the air does not widen the crop.
+        min_component: connected regions of the union over the slices smaller than this
+            fraction of the largest one are dropped, so a bright artefact in the air does not
+            widen the crop.
         shrink: find the mask on a grid this many times coarser (each ``shrink x shrink`` block
             averaged; ``smooth_px`` is in full-resolution pixels either way), then repeat it back
             to full size. The mask only places a bounding box with a margin of several pixels,
@@ -78,8 +79,8 @@ class HeadMask:
             three 240 x 240 slices, 2-core reference machine).
 
     Example:
-        >>> image = np.zeros((1, 64, 64), np.float32); image[0, 16:48, 20:44] = 100.0
-        >>> mask = HeadMask()(image)
+        >>> image = np.zeros((3, 64, 64), np.float32); image[:, 16:48, 20:44] = 100.0
+        >>> mask = HeadMask()(image)  # one channel: the union over the 3 slices
         >>> mask.shape, bool(mask[0, 32, 32]), bool(mask[0, 2, 2])
         ((1, 64, 64), True, False)
     """
@@ -101,14 +102,22 @@ class HeadMask:
         self.shrink = int(shrink)
 
     def __call__(self, img: Any) -> np.ndarray:
-        """``img`` (S, rows, cols), an array or a tensor -> boolean mask of the same shape."""
+        """``img`` (S, rows, cols), an array or a tensor -> boolean ``(1, rows, cols)``: the head
+        in any of the S slices.
+
+        One channel, the union: ``CropForeground`` reduces its ``select_fn``'s mask over the
+        channels anyway (``select_fn(img).any(0)``), so specks are dropped once, on the union,
+        and only one mask is repeated back to full size (three slices of 240 x 240 on the
+        demo: 2.6 -> 1.6 ms, the same boxes).
+        """
         arr = img.detach().cpu().numpy() if hasattr(img, "detach") else np.asarray(img)
         stack = arr.reshape(-1, *arr.shape[-2:])
         coarse = block_mean(stack, self.shrink)
         mask = head_mask(coarse, self.fraction, self.percentile, self.smooth_px / self.shrink)
+        union = mask.any(axis=0)
         if self.min_component > 0:
-            mask = np.stack([self._drop_specks(m) for m in mask])
-        return repeat_to(mask, self.shrink, stack.shape).reshape(arr.shape)
+            union = self._drop_specks(union)
+        return repeat_to(union[None], self.shrink, (1, *stack.shape[1:]))
 
     def _drop_specks(self, mask: np.ndarray) -> np.ndarray:
         from scipy import ndimage

@@ -72,6 +72,18 @@ def test_head_mask_ignores_a_bright_speck_in_the_air():
     assert mask[48, 48] or mask[40, 48]
 
 
+def test_head_mask_is_the_union_of_the_slices_in_one_channel():
+    """CropForeground reduces the mask over its channels: one channel holding every slice's
+    head, so a crop keeps each slice's head whole."""
+    left = ellipse_head(80, 96, center=(40, 30), radii=(20.0, 15.0), noise=2.0, seed=1)
+    right = ellipse_head(80, 96, center=(40, 66), radii=(20.0, 15.0), noise=2.0, seed=2)
+    mask = HeadMask(shrink=2)(np.stack([left, right, left]))
+    assert mask.shape == (1, 80, 96) and mask.dtype == bool
+    assert mask[0, 40, 30] and mask[0, 40, 66] and not mask[0, 40, 48]
+    cols = np.flatnonzero(mask[0].any(axis=0))
+    assert cols[0] < 20 and cols[-1] > 76
+
+
 def test_size_override_and_a_chain_that_misses_the_size():
     cfg = compose_preprocess(["normalize.size=96"])
     recipe = preprocessing_config(cfg)
