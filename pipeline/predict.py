@@ -94,6 +94,6 @@ def predict(
 main = stage_main("predict", "pipeline.predict:predict")
 
 if __name__ == "__main__":
-    from pipeline.utils.quick_exit import run_then_exit
+    from pipeline.utils.command import run_command
 
-    run_then_exit(main)
+    run_command(main)

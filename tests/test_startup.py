@@ -53,3 +53,59 @@ def test_train_without_its_cache_is_a_quick_config_error(repo_root, tmp_path) ->
     assert f"error: No preprocessed cohort at {tmp_path / 'nowhere'}" in done.stderr
     assert "python -m pipeline.preprocess data.name=nowhere" in done.stderr
     assert not imported_packages(done.stderr) & COMPUTE_LIBRARIES
+
+
+def test_no_config_sets_hydra_mode(repo_root: Path) -> None:
+    """What lets pipeline.utils.hydra_start skip Hydra's probe of ``hydra.mode``."""
+    from omegaconf import OmegaConf
+
+    files = sorted((repo_root / "conf").rglob("*.yaml"))
+    assert len(files) > 20
+    for path in files:
+        node = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        section = node if path.parent.name == "hydra" else node.get("hydra") or {}
+        assert "mode" not in section, path
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ([], False),
+        (["hydra.run.dir=/tmp/x", "model=resnet18"], False),
+        (["hydra.mode=MULTIRUN"], True),
+        (["++hydra.mode=RUN"], True),
+        (["~hydra.mode"], True),
+        (["hydra.model=x"], False),
+    ],
+)
+def test_names_mode(overrides: list[str], named: bool) -> None:
+    from pipeline.utils.hydra_start import names_mode
+
+    assert names_mode(overrides) is named
+
+
+def test_compose_once_answers_as_hydras_probe(repo_root: Path) -> None:
+    """The same answer as Hydra's own probe, which composes the config, for each of our
+    commands; and the probe still runs when the command line names ``hydra.mode``."""
+    from hydra import initialize_config_dir
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from pipeline.config import CONF_DIR
+    from pipeline.utils.hydra_start import compose_once
+
+    original = Hydra.get_mode
+    try:
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            hydra_app = GlobalHydra.instance().hydra
+            for name in ("preprocess", "train", "evaluate", "predict"):
+                assert original(hydra_app, name, []) is None
+            compose_once()
+            compose_once()  # idempotent: still one layer over Hydra's probe
+            assert Hydra.get_mode.__wrapped__ is original
+            for name in ("preprocess", "train", "evaluate", "predict"):
+                assert Hydra.get_mode(hydra_app, name, []) is None
+            multirun = Hydra.get_mode(hydra_app, "preprocess", ["hydra.mode=MULTIRUN"])
+            assert str(multirun) == "RunMode.MULTIRUN"
+    finally:
+        Hydra.get_mode = original

@@ -9,6 +9,6 @@ main = stage_main(
 )
 
 if __name__ == "__main__":
-    from pipeline.utils.quick_exit import run_then_exit
+    from pipeline.utils.command import run_command
 
-    run_then_exit(main)
+    run_command(main)

@@ -61,6 +61,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from pipeline.utils.quick_exit import run_then_exit
+    from pipeline.utils.command import run_command
 
-    run_then_exit(main)
+    run_command(main)
