@@ -211,9 +211,10 @@ class SliceNormalizer:
 
     def __call__(self, slices: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> np.ndarray:
         """``(S, rows, cols)`` physical pixels -> ``(S, size, size)`` float32."""
-        if not np.isfinite(slices).all():
+        low, high = float(np.min(slices)), float(np.max(slices))  # NaN and inf propagate
+        if not (np.isfinite(low) and np.isfinite(high)):
             raise ValueError("the chosen slices hold NaN or infinite pixel values")
-        if float(np.ptp(slices)) == 0.0:
+        if high == low:
             raise ValueError("the chosen slices are blank (one constant value): no head to crop")
         row_mm, col_mm = (float(v) for v in pixel_spacing_mm)
         affine = torch.diag(torch.tensor([row_mm, col_mm, 1.0, 1.0], dtype=torch.float64))

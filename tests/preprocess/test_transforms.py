@@ -100,6 +100,14 @@ def test_blank_slices_are_refused(normalizer):
         normalizer(np.zeros((3, 32, 32), np.float32), (1.0, 1.0))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_slices_with_a_non_finite_pixel_are_refused(normalizer, bad):
+    slices = np.stack([ellipse_head(seed=s) for s in range(3)])
+    slices[1, 40, 30] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        normalizer(slices, (1.0, 1.0))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
