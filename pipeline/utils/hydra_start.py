@@ -6,7 +6,9 @@ then again for the run. No file in ``conf/`` sets ``hydra.mode`` (``tests/test_s
 checks), so unless the command line names it, that first composition can only answer "not
 set", ``None``, which Hydra reads as "the ``--multirun`` flag decides". :func:`compose_once`
 gives that answer without composing; a command line that names ``hydra.mode`` still gets
-Hydra's own probe.
+Hydra's own probe. ``Hydra.get_mode`` is Hydra 1.3's internal API: ``tests/test_startup.py``
+compares the answers with the probe's for every command, so an upgrade that changes it fails
+there, not in a user's run.
 
 Why: every command pays for it before doing anything, and the "cohort is up to date" answer
 must come in 2 s. On 2,000 demo subjects (2-core machine, eight alternated runs) that answer
