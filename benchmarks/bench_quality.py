@@ -393,12 +393,12 @@ def plain_cnn(method: Method, setting: Setting, recipe: Recipe, extra: Sequence[
     import lightning as L
     import torch
     from hydra.utils import instantiate
-    from sklearn.utils.class_weight import compute_class_weight
 
     from pipeline.checkpoint import Checkpoint, FoldEntry, build_model, save_checkpoint
     from pipeline.decision import ArgmaxRule
     from pipeline.models import input_channels, sized_model_config
     from pipeline.provenance import package_versions
+    from pipeline.train.fold import class_weight
 
     run_dir = setting.folder / method.name
     best = run_dir / "checkpoints" / "best.pt"
@@ -423,13 +423,13 @@ def plain_cnn(method: Method, setting: Setting, recipe: Recipe, extra: Sequence[
     print(f"  {method.name}: {epochs} epochs on {len(rows)} rows (in-process)", flush=True)
     started = time.perf_counter()
     L.seed_everything(setting.seed, workers=True, verbose=False)
-    weights = compute_class_weight("balanced", classes=np.arange(len(classes)), y=labels)
+    weights = class_weight("balanced", labels, classes)  # as pipeline.train weighs its loss
     module = instantiate(
         cfg.model,
         net=build_model(network),
         classes=classes,
         slice_mode=str(cfg.data.slice_mode),
-        class_weight=weights.tolist(),
+        class_weight=weights,
         augment=instantiate(cfg.augment, _convert_="all"),
         seed=setting.seed,
         _convert_="all",
