@@ -61,10 +61,10 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 #: Pixel data tags: Float, Double Float and plain Pixel Data, as (group, element).
 _PIXEL_GROUP_ELEMENTS = ((0x7FE0, 0x0008), (0x7FE0, 0x0009), (0x7FE0, 0x0010))
 
-_HEADER_KEYWORDS = (
+#: The values that every file of a series repeats: the fields they give are converted once per
+#: series (:func:`_series_fields`), not in each of its files.
+_SERIES_KEYWORDS = (
     "SpecificCharacterSet",
-    "SOPClassUID",
-    "SOPInstanceUID",
     "StudyInstanceUID",
     "SeriesInstanceUID",
     "StudyDate",
@@ -74,10 +74,6 @@ _HEADER_KEYWORDS = (
     "Modality",
     "ImageType",
     "MRAcquisitionType",
-    "SliceThickness",
-    "ImagePositionPatient",
-    "ImageOrientationPatient",
-    "PixelSpacing",
     "Rows",
     "Columns",
     "SamplesPerPixel",
@@ -85,13 +81,28 @@ _HEADER_KEYWORDS = (
     "BitsAllocated",
     "BitsStored",
     "PixelRepresentation",
+)
+#: The values of a classic file that only :func:`classic_geometry` and :func:`instance_key`
+#: read: a file that differs from its series' previous one in these alone differs in those
+#: fields alone (:mod:`.dicom_siblings`).
+_PER_FILE_KEYWORDS = (
+    "SOPInstanceUID",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
     "RescaleSlope",
     "RescaleIntercept",
+)
+#: The values that decide how a file is read: its class, a lookup table, its frames.
+_READING_KEYWORDS = (
+    "SOPClassUID",
     "ModalityLUTSequence",
     "NumberOfFrames",
     "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
 )
+_HEADER_KEYWORDS = _SERIES_KEYWORDS + _PER_FILE_KEYWORDS + _READING_KEYWORDS
 _TAGS = {keyword: tag_for_keyword(keyword) for keyword in _HEADER_KEYWORDS}
 _TAGS["MediaStorageSOPClassUID"] = 0x00020002
 _VRS = {keyword: dictionary_VR(tag) for keyword, tag in _TAGS.items()}
@@ -394,30 +405,9 @@ def check_fragments(fh: BinaryIO, value_start: int, file_size: int, endian: str)
         )
 
 
-#: The values that every file of a series repeats: the fields they give are converted once per
-#: series (:func:`_series_fields`), not in each of its files.
-_SERIES_TAGS = tuple(
-    _TAGS[keyword]
-    for keyword in (
-        "SpecificCharacterSet",
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "StudyDate",
-        "StudyTime",
-        "SeriesNumber",
-        "SeriesDescription",
-        "Modality",
-        "ImageType",
-        "MRAcquisitionType",
-        "Rows",
-        "Columns",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "BitsAllocated",
-        "BitsStored",
-        "PixelRepresentation",
-    )
-)
+#: The tags of :data:`_SERIES_KEYWORDS`, in order: :func:`_series_fields` keys its memo on
+#: their values.
+_SERIES_TAGS = tuple(_TAGS[keyword] for keyword in _SERIES_KEYWORDS)
 
 
 #: The value types of a header the fast reader read: raw bytes, or None for an absent element.
@@ -489,21 +479,8 @@ def _frame_header(
     )
 
 
-#: The values of a classic file that only :func:`classic_geometry` and :func:`instance_key`
-#: read: a file that differs from its series' previous one in these alone differs in those
-#: fields alone (:mod:`.dicom_siblings`).
-PER_FILE_TAGS = frozenset(
-    _TAGS[keyword]
-    for keyword in (
-        "SOPInstanceUID",
-        "ImagePositionPatient",
-        "ImageOrientationPatient",
-        "PixelSpacing",
-        "SliceThickness",
-        "RescaleSlope",
-        "RescaleIntercept",
-    )
-)
+#: The tags of :data:`_PER_FILE_KEYWORDS`.
+PER_FILE_TAGS = frozenset(_TAGS[keyword] for keyword in _PER_FILE_KEYWORDS)
 
 
 def classic_geometry(values: HeaderValues) -> dict[str, Any]:
