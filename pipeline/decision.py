@@ -243,19 +243,22 @@ def crossfit_scores(
     labels: np.ndarray,
     groups: np.ndarray | None = None,
     n_splits: int = 5,
+    fitted: DecisionRule | None = None,
 ) -> dict[str, float]:
     """Validation balanced accuracy of plain argmax, of ``rule`` fitted on all rows (optimistic:
     judged on its own fitting data) and of ``rule`` cross-fitted (each group's rows decided by
     the rule fitted on the other groups: what the rule should be expected to give on new data).
 
     ``groups``: the fold of each row (k-fold runs); without several groups the rows are split
-    into ``n_splits`` stratified parts.
+    into ``n_splits`` stratified parts. ``fitted``: ``rule`` already fitted on all rows, for a
+    caller that keeps it (fitted here when None).
     """
     from sklearn.model_selection import StratifiedKFold
 
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=np.int64)
     k = probs.shape[1]
-    fitted = rule.fit(probs, labels, groups).apply(probs).predicted
+    fitted = fitted if fitted is not None else rule.fit(probs, labels, groups)
+    fitted_predicted = fitted.apply(probs).predicted
     if groups is None or len(np.unique(groups)) < 2:
         counts = np.bincount(labels, minlength=k)
         splits = min(n_splits, int(counts[counts > 0].min()))
@@ -273,6 +276,6 @@ def crossfit_scores(
             crossfit[held] = rule.fit(probs[~held], labels[~held]).apply(probs[held]).predicted
     return {
         "argmax": _balanced_accuracy(labels, probs.argmax(axis=1)),
-        "fitted": _balanced_accuracy(labels, fitted),
+        "fitted": _balanced_accuracy(labels, fitted_predicted),
         "crossfit": _balanced_accuracy(labels, crossfit) if groups is not None else float("nan"),
     }

@@ -102,3 +102,15 @@ def test_crossfit_scores_are_out_of_sample() -> None:
     informative, informative_labels = _cohort(300, 7)
     good = crossfit_scores(TemperaturePriorRule(), informative, informative_labels)
     assert good["crossfit"] > good["argmax"]
+
+
+def test_crossfit_scores_take_the_callers_fitted_rule() -> None:
+    """The rule a caller already fitted on all rows is scored as it is, not fitted again."""
+    probs, labels = _cohort(300, 8)
+    rule = TemperaturePriorRule()
+    fitted = rule.fit(probs, labels)
+    again = crossfit_scores(rule, probs, labels)
+    assert crossfit_scores(rule, probs, labels, fitted=fitted) == again
+    argmax_only = TemperaturePriorRule(temperature=1.0, log_bias=(0.0, 0.0, 0.0))
+    scores = crossfit_scores(rule, probs, labels, fitted=argmax_only)
+    assert scores["fitted"] == scores["argmax"]

@@ -305,7 +305,7 @@ def fit_decision_rule(
         groups.append(np.full(len(rows), fold))
     probs_all, labels_all, groups_all = map(np.concatenate, (probs, labels, groups))
     fitted = rule.fit(probs_all, labels_all, groups_all)
-    scores = crossfit_scores(rule, probs_all, labels_all, groups_all)
+    scores = crossfit_scores(rule, probs_all, labels_all, groups_all, fitted=fitted)
     log.info(
         "Decision rule: %s (validation balanced accuracy: argmax %.3f, this rule cross-fitted "
         "%.3f)",
