@@ -124,11 +124,7 @@ def list_files(subject_path: Path) -> list[Path]:
 
 def source_fingerprint(paths: Iterable[Path], root: Path, length: int = 16) -> str:
     """Hash of the files' relative paths, sizes and modification times: changes when input does."""
-    digest = hashlib.sha256()
-    for path in sorted(os.fspath(p) for p in paths):
-        stat = os.stat(path)
-        digest.update(f"{relative_path(path, root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:length]
+    return _fingerprint(sorted(os.fspath(p) for p in paths), root, length)
 
 
 def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length: int = 16) -> str:
@@ -149,17 +145,22 @@ def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length:
                     files.append(entry.path)
                 elif not entry.is_symlink() and not entry.name.startswith("."):
                     folders.append(entry.path)  # as os.walk: linked folders are not walked
-    files.sort()
+    return _fingerprint(sorted(files), root, length)
+
+
+def _fingerprint(files: list[str], root: Path, length: int) -> str:
+    """The fingerprint of ``files`` (sorted path strings): one line a file hashed as one string,
+    its path relative to ``root`` (as :func:`relative_path` writes it), size and mtime."""
     prefix = os.fspath(root).rstrip(os.sep) + os.sep
     cut = len(prefix)
-    relatives = [path[cut:] if path.startswith(prefix) else path for path in files]
+    relatives = [
+        path[cut:] if path.startswith(prefix) else relative_path(path, root) for path in files
+    ]
     if os.sep != "/":
         relatives = [relative.replace(os.sep, "/") for relative in relatives]  # as relative_path
     stats = [os.stat(path) for path in files]
-    # One string hashed once: the same digest as source_fingerprint's per-file updates.
     lines = [
         f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
         for relative, stat in zip(relatives, stats, strict=True)
     ]
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:length]
-
