@@ -34,6 +34,7 @@ Privacy: nothing returned holds a header name, ID, date or UID (UIDs are hashed)
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -148,14 +149,19 @@ def _folder_parts(folder: Path, subject_dir: Path) -> tuple[str, ...]:
         return ()
 
 
+def _frame_folders(frames: list[FrameHeader], subject_dir: Path) -> tuple[tuple[str, ...], ...]:
+    """The folders (below ``subject_dir``) that hold ``frames``' files, sorted."""
+    # Folder names as strings first: a Path's parent is a new Path, ~5 us a file.
+    parents = {os.path.dirname(frame.path) for frame in frames}
+    return tuple(sorted({_folder_parts(Path(parent), subject_dir) for parent in parents}))
+
+
 def _session_units(inventory: _Inventory, subject_dir: Path) -> list[SessionUnit]:
     units = [
         SessionUnit(
             key=key,
             group=frames[0].study_key,
-            folders=tuple(
-                sorted({_folder_parts(p, subject_dir) for p in {f.path.parent for f in frames}})
-            ),
+            folders=_frame_folders(frames, subject_dir),
             order=frames[0].study_order,
         )
         for key, frames in inventory.series.items()
