@@ -306,6 +306,17 @@ def test_mixed_pixel_shape_is_rejected(tmp_path, dicom_writer, series_cfg):
     assert reason == "mixed pixel shape (8x8 in 4, 10x8 in 4 slices)"
 
 
+def test_mixed_pixel_spacing_is_rejected(tmp_path, dicom_writer, series_cfg):
+    uid = generate_uid()
+    dicom_writer.series(tmp_path / "S1" / "a", dicom_writer.make_volume(n=4, rows=8, cols=8),
+                        series_uid=uid)
+    dicom_writer.series(tmp_path / "S1" / "b", dicom_writer.make_volume(
+        n=4, rows=8, cols=8, spacing=(4.0, 1.0, 1.5), origin=(-20.0, -18.0, -24.0)),
+        series_uid=uid)
+    [reason] = reasons(scan(tmp_path / "S1", series_cfg), "series")
+    assert reason == "mixed pixel spacing (1.0x1.25 mm in 4, 1.0x1.5 mm in 4 slices)"
+
+
 def test_gap_in_positions_is_rejected(tmp_path, dicom_writer, truth_volume, series_cfg):
     paths = dicom_writer.series(tmp_path / "S1", truth_volume)
     paths[4].unlink()

@@ -9,6 +9,7 @@ from pipeline.preprocess.geometry import (
     GeometryError,
     VolumeGeometry,
     acquisition_kind,
+    cross,
     dicom_affine,
     plane_view,
     slice_normal,
@@ -128,3 +129,14 @@ def test_series_options_from_hydra_config_and_bad_values(repo_root):
     for bad in ({"prefer": "newest"}, {"plane": "oblique"}, {"description_include": "("}):
         with pytest.raises(ValueError, match=f"series\\.{next(iter(bad))}"):
             SeriesOptions.from_config(bad)
+
+
+def test_cross_gives_numpys_values_bit_for_bit():
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        a = rng.standard_normal(3) * 10 ** rng.uniform(-4, 4)
+        b = rng.standard_normal(3) * 10 ** rng.uniform(-4, 4)
+        expected = np.cross(a, b)
+        for got in (cross(a, b), cross(tuple(a.tolist()), list(b.tolist()))):
+            assert got.dtype == np.float64 and got.shape == (3,)
+            assert got.tobytes() == expected.tobytes()
