@@ -234,10 +234,17 @@ def _native_layout(fd: int, frames: int, rows: int, cols: int, item: DicomSlice
 
 
 def _correct_unused_bits(values: np.ndarray, layout: _NativeLayout) -> np.ndarray:
-    """Ignore bits above BitsStored, sign-extending signed data (as pydicom does)."""
+    """A writable copy of ``values`` with the bits above BitsStored ignored, sign-extending
+    signed data (as pydicom does).
+
+    Unsigned data is masked: the same values as shifting left and back, in one pass instead of
+    a copy and two shifts.
+    """
     shift = 8 * layout.dtype.itemsize - layout.bits_stored
     if shift <= 0:
-        return values
+        return values.copy()
+    if layout.dtype.kind == "u":
+        return values & values.dtype.type((1 << layout.bits_stored) - 1)
     return (values << shift) >> shift
 
 
@@ -318,5 +325,5 @@ class DicomVoxels:
         except OSError as err:
             raise SliceReadError(item.path, str(err), what="cannot read the pixels of") from err
         block = np.frombuffer(data, dtype=layout.dtype).reshape(last - first + 1, cols)
-        return _correct_unused_bits(block.copy(), layout)
+        return _correct_unused_bits(block, layout)
 

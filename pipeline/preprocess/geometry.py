@@ -246,11 +246,35 @@ class PlaneView:
         return np.ascontiguousarray(apply_orientation(block, transform), dtype=np.float32)
 
 
+def _view_transform(
+    ornt: bytes, plane: str, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """nibabel's ``ornt_transform`` from a stored orientation (a (3, 2) float64 buffer) to
+    ``plane``'s view, and its ``inv_ornt_aff`` for ``shape``; copies of memoized values.
+
+    Why: the two cost about 35 us a series (``inv_ornt_aff`` builds and inverts affines), and a
+    cohort's series share a handful of orientations and shapes.
+    """
+    transform, to_view = _memo_view_transform(ornt, plane, shape)
+    return transform.copy(), to_view.copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _memo_view_transform(
+    ornt: bytes, plane: str, shape: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    stored = np.frombuffer(ornt, dtype=np.float64).reshape(3, 2)
+    transform = ornt_transform(stored, _VIEW_ORNT[plane])
+    return transform, inv_ornt_aff(transform, shape)
+
+
 def plane_view(geometry: VolumeGeometry, plane: str) -> PlaneView:
     """The canonical view of ``plane`` of ``geometry`` (raises :class:`GeometryError`)."""
     geometry.check_obliquity()
-    transform = ornt_transform(geometry.ornt, _VIEW_ORNT[plane])
-    affine = geometry.affine @ inv_ornt_aff(transform, geometry.shape)
+    stored = np.ascontiguousarray(geometry.ornt, dtype=np.float64).tobytes()
+    shape = tuple(int(n) for n in geometry.shape)
+    transform, to_view = _view_transform(stored, plane, shape)  # type: ignore[arg-type]
+    affine = geometry.affine @ to_view
     normal = _unit(cross(affine[:3, 1], affine[:3, 2]))
     if normal @ _direction(VIEW_AXCODES[plane][0]) < 0:
         normal = -normal

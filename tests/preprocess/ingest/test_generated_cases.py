@@ -518,6 +518,32 @@ def test_jpeg_baseline_greyscale_series(tmp_path, dicom_writer, series_cfg):
         np.testing.assert_allclose(decoded[k], references[k], atol=2)
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_bits_above_bits_stored_are_ignored_as_pydicom_does(
+    tmp_path, dicom_writer, series_cfg, signed
+):
+    """12 bits stored in 16 with junk in the top 4: the native read gives pydicom's values
+    (masked for unsigned data, sign-extended from bit 11 for signed)."""
+    from pydicom import dcmread
+
+    volume = dicom_writer.make_volume(n=3, rows=6, cols=5)
+    rng = np.random.default_rng(3)
+
+    def junk_high_bits(ds, k):
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelRepresentation = int(signed)
+        stored = rng.integers(0, 1 << 16, size=(6, 5), dtype=np.uint16)
+        ds.PixelData = stored.astype("<u2").tobytes()
+
+    paths = dicom_writer.series(tmp_path / "S1", volume, edit=junk_high_bits)
+    [stack] = scan(tmp_path / "S1", series_cfg).stacks
+    decoded = stack.read([0, 1, 2])
+    expected = [dcmread(p).pixel_array for p in paths]
+    assert any((e < 0).any() for e in expected) == signed
+    for k in range(3):  # the writer's files run along the stack, as the scan sorts them
+        np.testing.assert_array_equal(decoded[k], expected[k].astype(np.float32))
+
+
 def test_modality_lut_sequence_is_applied(tmp_path, dicom_writer, truth_volume, series_cfg):
     from pydicom.dataset import Dataset
 
