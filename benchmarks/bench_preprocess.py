@@ -283,7 +283,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
 
 
 #: The steps of a subject whose CPU time the workers record (provenance timings).
-STEPS = ("scan", "decode", "normalize", "save")
+STEPS = ("scan", "decode", "normalize", "save", "other")
 
 
 def _per_step(timings: dict) -> str:

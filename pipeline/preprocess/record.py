@@ -77,8 +77,9 @@ class StackRecord:
         return asdict(self)
 
 
-#: Per-step CPU seconds of one subject, in the order the steps run.
-STEPS = ("scan", "decode", "normalize", "save")
+#: Per-step CPU seconds of one subject, in the order the steps run; ``other`` is the rest of
+#: the subject's CPU time (bookkeeping between the steps), so that the steps sum to the whole.
+STEPS = ("scan", "decode", "normalize", "save", "other")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ complete new one, never a half-written file left by a crash or Ctrl-C.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import tempfile
@@ -55,6 +56,47 @@ def atomic_path(
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Temporary names of :func:`write_bytes`: this process's id and a counter (see there).
+_TEMPORARY_NUMBERS = itertools.count()
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -> None:
+    """Atomically write ``data`` to ``path``, without ``fsync`` (``atomic_path``'s
+    ``durable=False``: a file the reader verifies and can rebuild).
+
+    The same guarantee as :func:`atomic_path` in four system calls (create, write, close,
+    rename) instead of nine: the temporary file is created with its final mode, named by this
+    process's id and a counter rather than by ``mkstemp``, and the folder is made only when
+    missing. Why: the preprocess workers write one small result per subject, and on a 50 KB
+    result this took 0.28-0.29 ms against 0.40 ms through ``atomic_path`` (2-core machine,
+    ext4; 1,000 writes each).
+    """
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_TEMPORARY_NUMBERS)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for open()
+            break
+        except FileExistsError:  # left by a killed process that had this id: the next number
+            continue
+        except FileNotFoundError:
+            os.makedirs(folder or ".", exist_ok=True)
+    try:
+        try:
+            view = memoryview(data)
+            while view:  # os.write may write less than asked
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager
