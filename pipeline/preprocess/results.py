@@ -15,6 +15,7 @@ Labels are not part of the key: relabelling a subject does not decode it again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -49,15 +50,22 @@ class SubjectTask:
 
     def key(self, recipe_hash: str) -> str:
         """Identity of this subject's result under a recipe."""
-        return config_hash(
-            {
-                "format": RESULT_FORMAT,
-                "subject_id": self.subject_id,
-                "sessions": list(self.sessions) if self.sessions is not None else None,
-                "fingerprint": self.fingerprint,
-                "recipe": recipe_hash,
-            }
-        )
+        return _result_key(self.subject_id, self.sessions, self.fingerprint, recipe_hash)
+
+
+@functools.lru_cache(maxsize=4096)  # a worker asks twice a subject (record, file name)
+def _result_key(
+    subject_id: str, sessions: tuple[str, ...] | None, fingerprint: str, recipe_hash: str
+) -> str:
+    return config_hash(
+        {
+            "format": RESULT_FORMAT,
+            "subject_id": subject_id,
+            "sessions": list(sessions) if sessions is not None else None,
+            "fingerprint": fingerprint,
+            "recipe": recipe_hash,
+        }
+    )
 
 
 class ResultStore:
