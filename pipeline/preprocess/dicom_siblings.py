@@ -305,11 +305,11 @@ def header_elements(head: bytes, implicit: bool) -> list[Element] | None:
     return None
 
 
-def _read_head(path: Path, n: int) -> tuple[bytes, int]:
-    """The first ``n`` bytes of a file, and its size."""
+def _read_head(path: Path, n: int) -> tuple[bytes, os.stat_result]:
+    """The first ``n`` bytes of a file, and its status (``os.fstat``)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.pread(fd, n, 0), os.fstat(fd).st_size
+        return os.pread(fd, n, 0), os.fstat(fd)
     finally:
         os.close(fd)
 
@@ -322,6 +322,9 @@ class SiblingReader:
     def __init__(self) -> None:
         self.templates: list[SiblingTemplate] = []
         self.stats: Counter[str] = Counter()
+        #: (size, mtime in ns) of the files read as siblings, by path string, from the
+        #: ``fstat`` the read makes anyway: the series' fingerprint need not stat them again.
+        self.file_stats: dict[str, tuple[int, int]] = {}
 
     def read(self, path: Path) -> list[FrameHeader]:
         """The frames of ``path``; raises what :func:`read_frame_headers` raises."""
@@ -339,11 +342,12 @@ class SiblingReader:
 
     def _as_sibling(self, path: Path) -> FrameHeader | None:
         try:
-            head, size = _read_head(path, max(len(t.head) for t in self.templates) + SLACK)
+            head, status = _read_head(path, max(len(t.head) for t in self.templates) + SLACK)
         except OSError:
             return None  # the full read says what is wrong
+        self.file_stats[os.fspath(path)] = (status.st_size, status.st_mtime_ns)
         for index, template in enumerate(self.templates):
-            frame = template.frame_of(path, head, size)
+            frame = template.frame_of(path, head, status.st_size)
             if frame is not None:
                 if index:  # the most recently matched first
                     self.templates.insert(0, self.templates.pop(index))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from pipeline.preprocess.rejection import Rejection
@@ -122,9 +122,18 @@ def list_files(subject_path: Path) -> list[Path]:
     return files
 
 
-def source_fingerprint(paths: Iterable[Path], root: Path, length: int = 16) -> str:
-    """Hash of the files' relative paths, sizes and modification times: changes when input does."""
-    return _fingerprint(sorted(os.fspath(p) for p in paths), root, length)
+def source_fingerprint(
+    paths: Iterable[Path],
+    root: Path,
+    length: int = 16,
+    known: Mapping[str, tuple[int, int]] | None = None,
+) -> str:
+    """Hash of the files' relative paths, sizes and modification times: changes when input does.
+
+    ``known``: ``(st_size, st_mtime_ns)`` by path string of files already looked at (the header
+    reader's ``fstat``); the other files are stat'ed here.
+    """
+    return _fingerprint(sorted(os.fspath(p) for p in paths), root, length, known)
 
 
 def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length: int = 16) -> str:
@@ -148,7 +157,9 @@ def folder_fingerprint(subject_path: str | os.PathLike[str], root: Path, length:
     return _fingerprint(sorted(files), root, length)
 
 
-def _fingerprint(files: list[str], root: Path, length: int) -> str:
+def _fingerprint(
+    files: list[str], root: Path, length: int, known: Mapping[str, tuple[int, int]] | None = None
+) -> str:
     """The fingerprint of ``files`` (sorted path strings): one line a file hashed as one string,
     its path relative to ``root`` (as :func:`relative_path` writes it), size and mtime."""
     prefix = os.fspath(root).rstrip(os.sep) + os.sep
@@ -158,9 +169,15 @@ def _fingerprint(files: list[str], root: Path, length: int) -> str:
     ]
     if os.sep != "/":
         relatives = [relative.replace(os.sep, "/") for relative in relatives]  # as relative_path
-    stats = [os.stat(path) for path in files]
+    known = known or {}
+    stats = [known.get(path) or _size_and_mtime(path) for path in files]
     lines = [
-        f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
-        for relative, stat in zip(relatives, stats, strict=True)
+        f"{relative}\0{size}\0{mtime_ns}\n"
+        for relative, (size, mtime_ns) in zip(relatives, stats, strict=True)
     ]
     return hashlib.sha256("".join(lines).encode()).hexdigest()[:length]
+
+
+def _size_and_mtime(path: str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from pipeline.preprocess.dicom_headers import DicomFileError, FrameHeader, NotDicomImageError
 from pipeline.preprocess.dicom_siblings import SiblingReader
-from pipeline.preprocess.dicom_volume import DicomSeriesReader
+from pipeline.preprocess.dicom_volume import DicomSeries, DicomSeriesReader
 from pipeline.preprocess.discover import (
     discover_subjects,
     is_nifti,
@@ -99,6 +99,7 @@ class _Inventory:
     nifti: dict[str, Path] = field(default_factory=dict)  # unit key -> file
     bad_files: list[tuple[Path, str]] = field(default_factory=list)
     n_non_dicom: int = 0
+    file_stats: dict[str, tuple[int, int]] = field(default_factory=dict)  # see DicomSeries
 
 
 def _take_inventory(files: list[Path]) -> _Inventory:
@@ -132,6 +133,7 @@ def _take_inventory(files: list[Path]) -> _Inventory:
         for frame in frames:
             first_copy.setdefault(frame.instance_key, path)
         inventory.series.setdefault(frames[0].series_key, []).extend(frames)
+    inventory.file_stats = headers.file_stats
     return inventory
 
 
@@ -246,7 +248,8 @@ def _unit_paths(inventory: _Inventory, key: str) -> list[Path]:
 def _read_unit(inventory: _Inventory, key: str, context: IngestContext) -> Candidate:
     """The unit's volume, by its format's reader, as a stack of the output plane."""
     if key in inventory.series:
-        volume = READERS["dicom"].read(inventory.series[key], context)
+        series = DicomSeries(inventory.series[key], inventory.file_stats)
+        volume = READERS["dicom"].read(series, context)
     else:
         volume = READERS["nifti"].read(inventory.nifti[key], context)
     return stack_from_volume(volume, context)

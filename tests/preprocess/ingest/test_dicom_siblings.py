@@ -69,6 +69,10 @@ def test_a_series_is_read_as_siblings_of_its_first_file(tmp_path, dicom_writer, 
     assert reader.stats == {"full": 1, "sibling": 11}
     assert len({frame.instance_key for [frame] in frames}) == 12
     assert len({frame.position for [frame] in frames}) == 12
+    # The siblings' sizes and times, as the series fingerprint would stat them.
+    assert reader.file_stats == {
+        str(path): (path.stat().st_size, path.stat().st_mtime_ns) for path in paths[1:]
+    }
 
 
 def _comment(ds: pydicom.Dataset) -> None:

@@ -58,6 +58,17 @@ def test_fingerprint_changes_with_content_not_with_listing_order(tmp_path):
     assert source_fingerprint([a, b], tmp_path) != before
 
 
+def test_fingerprint_takes_the_sizes_and_times_it_is_given_and_stats_the_rest(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"1")
+    b.write_bytes(b"22")
+    expected = source_fingerprint([a, b], tmp_path)
+    seen = {str(a): (a.stat().st_size, a.stat().st_mtime_ns)}
+    assert source_fingerprint([a, b], tmp_path, known=seen) == expected
+    stale = {str(a): (5, a.stat().st_mtime_ns)}  # taken as given: a differs from what is on disk
+    assert source_fingerprint([a, b], tmp_path, known=stale) != expected
+
+
 def test_folder_fingerprint_is_the_fingerprint_of_the_listed_files(tmp_path):
     subject = tmp_path / "S1"
     (subject / "series b").mkdir(parents=True)
