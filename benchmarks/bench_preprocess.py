@@ -282,11 +282,10 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     return figures
 
 
-#: The steps of a subject whose CPU time the workers record (provenance timings).
-STEPS = ("scan", "decode", "normalize", "save", "other")
-
-
 def _per_step(timings: dict) -> str:
+    """The workers' CPU per subject, by step (the provenance timings of the steps it names)."""
+    from pipeline.preprocess.record import STEPS
+
     steps = ", ".join(f"{s} {timings[f'subject_cpu_{s}_ms']:.1f}" for s in STEPS)
     return f"{timings['subject_cpu_ms']:.1f} ms ({steps})"
 
