@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
 
-from pipeline.preprocess.record import StackRecord, SubjectRecord
+from pipeline.config import preprocessing_config
+from pipeline.preprocess.record import StackRecord, SubjectContext, SubjectRecord
 from pipeline.preprocess.results import ResultStore, SubjectTask
 from pipeline.preprocess.stack import Rejection
 
@@ -39,6 +42,13 @@ def test_record_survives_its_result_file(tmp_path) -> None:
     assert RECORD.stacks[0].as_row()["slice_indices"] == "21;22;23"
 
 
+def test_record_json_is_the_dataclass_as_a_whole() -> None:
+    # to_json copies the fields itself (asdict is slower): the same JSON, nested records too
+    assert RECORD.to_json() == json.dumps(dataclasses.asdict(RECORD), sort_keys=True)
+    assert STACK.as_row() == dataclasses.asdict(STACK)
+    assert RECORD.rejections[0].as_row() == dataclasses.asdict(RECORD.rejections[0])
+
+
 def test_a_record_written_before_cpu_times_still_reads() -> None:
     old = json.loads(RECORD.to_json())
     del old["cpu_s"]
@@ -58,3 +68,14 @@ def test_record_not_matching_its_images_is_damaged(tmp_path) -> None:
     path = tmp_path / "subjects" / "x.npz"
     store.save(path, np.zeros((2, 3, 8, 8), np.float32), RECORD)  # 2 images, 1 stack
     assert store.read_record(path) is None and not path.exists()
+
+
+def test_context_builds_its_normalizer_once_and_does_not_pickle_it(preprocess_cfg, tmp_path):
+    recipe = preprocessing_config(preprocess_cfg)
+    context = SubjectContext.from_recipe(tmp_path, recipe, "recipe-hash", tmp_path / "cache")
+    first = context.normalizer
+    assert context.normalizer is first and first.size == recipe["normalize"]["size"]
+    copy = pickle.loads(pickle.dumps(context))
+    assert "normalizer" not in copy.__dict__  # what a worker receives holds no MONAI chain
+    assert copy == context and copy.normalizer is not first
+    assert copy.normalizer.size == first.size
