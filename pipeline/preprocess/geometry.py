@@ -44,6 +44,7 @@ contiguous (SliceThickness, when known, at least :data:`CONTIGUOUS_FRACTION` of 
 from __future__ import annotations
 
 import functools
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -233,7 +234,7 @@ class PlaneView:
     @functools.cached_property
     def spacing_mm(self) -> float:
         """Median distance between consecutive view slices, mm."""
-        return float(np.median(np.diff(self.positions_mm))) if self.n_slices > 1 else 0.0
+        return median(np.diff(self.positions_mm)) if self.n_slices > 1 else 0.0
 
     def stored_indices(self, indices: Sequence[int]) -> list[int]:
         """Stored indices along :attr:`slice_axis` of view slices ``indices``."""
@@ -350,6 +351,15 @@ def positions_along(normal: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ np.asarray(normal, dtype=np.float64)
 
 
+def median(values: np.ndarray) -> float:
+    """``np.median`` of a non-empty, NaN-free 1-D array, in float64.
+
+    The same value (the mean of the middle two for an even count) from ``statistics.median``:
+    1.4 against 18 us on the 43 steps of a 44-slice series, paid twice a series.
+    """
+    return float(statistics.median(np.asarray(values, dtype=np.float64).tolist()))
+
+
 def spacing_problem(sorted_positions: np.ndarray, tolerance: float) -> str | None:
     """Why sorted, distinct positions do not form an evenly spaced stack, or None if they do.
 
@@ -358,15 +368,15 @@ def spacing_problem(sorted_positions: np.ndarray, tolerance: float) -> str | Non
     steps = np.diff(np.asarray(sorted_positions, dtype=np.float64))
     if steps.size == 0:
         return None
-    median = float(np.median(steps))
-    off = np.abs(steps - median) > tolerance * median
+    typical = median(steps)
+    off = np.abs(steps - typical) > tolerance * typical
     if not off.any():
         return None
-    worst = int(np.argmax(np.abs(steps - median)))
+    worst = int(np.argmax(np.abs(steps - typical)))
     lo, hi = sorted_positions[worst], sorted_positions[worst + 1]
-    kind = "a gap" if steps[worst] > median else "uneven spacing"
+    kind = "a gap" if steps[worst] > typical else "uneven spacing"
     return (
         f"{kind} in the slice positions: {steps[worst]:.2f} mm between {lo:.2f} and {hi:.2f} mm "
-        f"where the median step is {median:.2f} mm ({int(off.sum())} uneven step(s); missing "
+        f"where the median step is {typical:.2f} mm ({int(off.sum())} uneven step(s); missing "
         f"files or a mixed export? tolerance series.spacing_tolerance={tolerance})"
     )

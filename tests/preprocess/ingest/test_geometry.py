@@ -11,6 +11,7 @@ from pipeline.preprocess.geometry import (
     acquisition_kind,
     cross,
     dicom_affine,
+    median,
     plane_view,
     slice_normal,
     spacing_problem,
@@ -140,3 +141,10 @@ def test_cross_gives_numpys_values_bit_for_bit():
         for got in (cross(a, b), cross(tuple(a.tolist()), list(b.tolist()))):
             assert got.dtype == np.float64 and got.shape == (3,)
             assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 43, 44])
+def test_median_is_numpys(n):
+    rng = np.random.default_rng(n)
+    for values in (rng.normal(3.0, 0.01, n), rng.integers(0, 4, n).astype(np.float32)):
+        assert median(values) == float(np.median(values.astype(np.float64)))
