@@ -226,7 +226,7 @@ def _read_subject(
 ) -> _Outcome:
     """Scan, then each session's stack: the accepted slices and every rejection on the way."""
     outcome = _Outcome()
-    normalizer = SliceNormalizer(context.normalize)
+    normalizer = context.normalizer
     with clock("scan"):
         scan = _scan(context, task)
     outcome.n_files, outcome.n_non_dicom = int(scan.n_files), int(scan.n_non_dicom)
@@ -264,7 +264,7 @@ def process_subject(context: SubjectContext, task: SubjectTask) -> SubjectRecord
     """Process one subject, save its result file, and return its record (no pixels).
 
     The record's ``cpu_s`` covers the whole call: the named steps, and ``other`` for the rest
-    (the record itself, the normalizer, the bookkeeping between the steps).
+    (the record itself, the bookkeeping between the steps).
     """
     started = time.perf_counter()
     clock = StepClock()
