@@ -513,11 +513,19 @@ def classic_geometry(
     ``changed``: only the fields that read one of these tags (a sibling's frame keeps its
     template's other fields, whose bytes it repeats); None for all.
     """
-    return {
-        name: field_of(values)
+    return {name: field_of(values) for name, field_of in geometry_fields(changed)}
+
+
+def geometry_fields(
+    changed: Collection[int] | None = None,
+) -> tuple[tuple[str, Callable[[HeaderValues], Any]], ...]:
+    """The (field name, function of the header values) pairs :func:`classic_geometry` computes
+    for ``changed`` tags (None: all); a sibling template asks once for all its files."""
+    return tuple(
+        (name, field_of)
         for name, (field_of, tags) in _GEOMETRY_FIELDS.items()
         if changed is None or not tags.isdisjoint(changed)
-    }
+    )
 
 
 def _classic_frame(path: Path, values: HeaderValues, n_frames: int) -> FrameHeader:
