@@ -210,6 +210,11 @@ def test_block_mean_and_repeat_to_handle_odd_sizes():
     full = repeat_to(mask, 2, stack.shape)
     assert full.shape == stack.shape
     assert (full[:, 4, :6] == full[:, 3, :6]).all()  # the left-out edge copies its neighbour
+    assert (full[:, :, 6] == full[:, :, 5]).all()
+    expected = np.pad(mask.repeat(2, axis=1).repeat(2, axis=2), ((0, 0), (0, 1), (0, 1)), "edge")
+    assert np.array_equal(full, expected)
+    assert np.array_equal(repeat_to(mask, 3, (2, 7, 9)), np.pad(
+        mask.repeat(3, axis=1).repeat(3, axis=2), ((0, 0), (0, 1), (0, 0)), "edge"))
     with pytest.raises(ValueError, match="shrink"):
         HeadMask(shrink=0)
 
