@@ -27,7 +27,9 @@ outside: wall seconds, and CPU seconds of the process and its workers.
 
 (b) and (c) run ``--pairs`` times, alternately (b, c, b, c, ...), each (b) into a new cache:
 this machine's speed moves from minute to minute, so each pair's ratio is printed, and the
-headline ratio is that of the fastest (b) to the fastest (c);
+headline ratio is that of the fastest (b) to the fastest (c). The one-worker run of (b) follows
+each pair, and its headline figure is the lowest of those runs, all of them printed (the same
+code gave 8.3 and 6.6 ms a subject a few minutes apart);
 
 and the peak memory of a preprocess worker for ``--small`` and ``--subjects`` subjects (it must
 not grow with the cohort). Prints Markdown tables the README can quote.
@@ -257,7 +259,7 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     figures["config_error"] = timed(
         preprocess_command(large, cache, "error", args.workers, "series.prefer=middle")
     )
-    figures["ours_runs"], figures["naive_runs"] = [], []
+    figures["ours_runs"], figures["naive_runs"], figures["single_runs"] = [], [], []
     for pair in range(args.pairs):
         name = "large" if pair == 0 else f"large-{pair}"
         ours = timed(preprocess_command(large, cache, name, args.workers))
@@ -267,14 +269,19 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
         figures["naive_runs"].append(
             timed([sys.executable, __file__, "--naive", str(large.root), str(large.labels)])
         )
+        # The measure of per-subject CPU: one worker, no other worker sharing the
+        # machine; once a pair, like (b) and (c), each into a new cache.
+        timed(preprocess_command(single, cache, f"single-{pair}", 1))
+        figures["single_runs"].append(provenance(cache, f"single-{pair}"))
     figures["ours"] = min(figures["ours_runs"], key=lambda t: t.wall)
     figures["naive"] = min(figures["naive_runs"], key=lambda t: t.wall)
     figures["up_to_date"] = timed(preprocess_command(large, cache, "large", args.workers))
     figures["small"] = timed(preprocess_command(small, cache, "small", args.workers))
-    # The measure of per-subject CPU: one worker, no other worker sharing the machine.
-    figures["single"] = timed(preprocess_command(single, cache, "single", 1))
-    figures["prov_large"], figures["prov_small"], figures["prov_single"] = (
-        provenance(cache, "large"), provenance(cache, "small"), provenance(cache, "single")
+    figures["prov_large"], figures["prov_small"] = (
+        provenance(cache, "large"), provenance(cache, "small")
+    )
+    figures["prov_single"] = min(
+        figures["single_runs"], key=lambda p: p["timings"]["subject_cpu_ms"]
     )
     base = large.subject_ids[: args.baseline_subjects]
     figures["monai"] = monai_baseline(large.root, base, scratch)
@@ -302,8 +309,10 @@ def report(figures: dict, workers: int) -> None:
         t = figures[key]
         print(f"| {label} | {t.wall:.2f} | {t.cpu:.2f} | <= 2 s |")
     single = figures["prov_single"]
-    print(f"\nCPU per subject, one worker ({single['counts']['subjects_seen']} subjects): "
-          f"{_per_step(single['timings'])}; target <= 8 ms")
+    runs = ", ".join(f"{p['timings']['subject_cpu_ms']:.1f}" for p in figures["single_runs"])
+    print(f"\nCPU per subject, one worker ({single['counts']['subjects_seen']} subjects; the "
+          f"lowest of the runs, one a pair: {runs} ms): {_per_step(single['timings'])}; "
+          "target <= 8 ms")
     print(f"CPU per subject in each of the {workers} workers of (b): {_per_step(timings)}")
     load = timings.get("load_s", 0.0)
     print(f"(b) seconds, its first run: find + fingerprint {timings['plan_s']:.2f}, import torch "
