@@ -332,7 +332,6 @@ class SiblingReader:
         #: (size, mtime in ns) of the files read as siblings, by path string, from the
         #: ``fstat`` the read makes anyway: the series' fingerprint need not stat them again.
         self.file_stats: dict[str, tuple[int, int]] = {}
-        self._head_bytes = 0  # what a sibling read reads: the longest template's head + SLACK
 
     def read(self, path: Path) -> list[FrameHeader]:
         """The frames of ``path``; raises what :func:`read_frame_headers` raises."""
@@ -346,12 +345,11 @@ class SiblingReader:
         template = template_of(path, headers)
         if template is not None:
             self.templates = [template, *self.templates[: MAX_TEMPLATES - 1]]
-            self._head_bytes = max(len(t.head) for t in self.templates) + SLACK
         return headers.frames
 
     def _as_sibling(self, path: Path) -> FrameHeader | None:
         try:
-            head, status = _read_head(path, self._head_bytes)
+            head, status = _read_head(path, max(len(t.head) for t in self.templates) + SLACK)
         except OSError:
             return None  # the full read says what is wrong
         self.file_stats[os.fspath(path)] = (status.st_size, status.st_mtime_ns)
