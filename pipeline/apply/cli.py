@@ -19,9 +19,6 @@ from omegaconf.errors import MissingMandatoryValue
 
 from pipeline.config import CONF_DIR
 
-#: A stage's entry: the composed config and its run folder (``hydra.run.dir``).
-StageRun = Callable[[DictConfig, Path], Any]
-
 
 def resolve(name: str) -> Any:
     """``"package.module:attribute"`` -> that attribute (the module is imported now)."""
