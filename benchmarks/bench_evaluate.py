@@ -145,9 +145,9 @@ def fake_demo(tmp: Path) -> tuple[str, str, str]:
 
     from pipeline.cache import MANIFEST_COLUMNS
     from pipeline.checkpoint import Checkpoint, FoldEntry, build_model, save_checkpoint
-    from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
+    from pipeline.config import CONF_DIR, recipe_config, recipe_hash
 
-    pp = preprocessing_config(OmegaConf.load(Path(CONF_DIR) / "recipe" / "default.yaml"))
+    pp = recipe_config(OmegaConf.load(Path(CONF_DIR) / "recipe" / "default.yaml"))
     rng = np.random.default_rng(0)
     n = 120
     labels = rng.choice(CLASSES, size=n, p=[0.45, 0.35, 0.2])
@@ -162,7 +162,7 @@ def fake_demo(tmp: Path) -> tuple[str, str, str]:
     )
     manifest.to_csv(directory / "manifest.csv", index=False)
     (directory / "provenance.json").write_text(
-        json.dumps({"preprocessing": pp, "preprocessing_hash": preprocessing_hash(pp)})
+        json.dumps({"recipe": pp, "recipe_hash": recipe_hash(pp)})
     )
     model = {"_target_": "pipeline.models.SimpleCNN", "in_channels": 3, "num_classes": 3}
     torch.manual_seed(0)
@@ -170,7 +170,7 @@ def fake_demo(tmp: Path) -> tuple[str, str, str]:
     fold = FoldEntry(state, ("t",), ("v",), best_epoch=1, epochs_trained=2)
     ckpt = Checkpoint(
         classes=tuple(CLASSES), network=model, slice_mode="channels", recipe=pp,
-        recipe_hash=preprocessing_hash(pp), folds=(fold,),
+        recipe_hash=recipe_hash(pp), folds=(fold,),
     )  # fmt: skip
     path = save_checkpoint(tmp / "best.pt", ckpt)
     return str(path), str(tmp / "cache"), "bench"

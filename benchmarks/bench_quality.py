@@ -71,7 +71,7 @@ from pipeline.cache import (
     is_complete,
     load_cohort,
 )
-from pipeline.config import PREPROCESSING_KEYS, compose, preprocessing_hash, to_container
+from pipeline.config import RECIPE_KEYS, compose, recipe_hash, to_container
 from pipeline.utils.atomic import atomic_path, write_csv, write_json, write_text
 from pipeline.utils.jsonable import write_strict_json
 
@@ -171,7 +171,7 @@ def _key(override: str) -> str:
 
 def recipe_overrides(overrides: Sequence[str]) -> list[str]:
     """The overrides that change the cached pixels (what a preprocess command must repeat)."""
-    return [o for o in overrides if _key(o).split(".", 1)[0] in PREPROCESSING_KEYS]
+    return [o for o in overrides if _key(o).split(".", 1)[0] in RECIPE_KEYS]
 
 
 def sibling_name(name: str, recipe_hash: str) -> str:
@@ -184,7 +184,7 @@ def sibling_name(name: str, recipe_hash: str) -> str:
 def cache_hash(directory: Path) -> str | None:
     if not is_complete(directory):
         return None
-    return json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))["preprocessing_hash"]
+    return json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))["recipe_hash"]
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class Recipe:
 def find_recipe(cache_root: Path, overrides: Sequence[str], cohorts: Sequence[str]) -> Recipe:
     """The recipe ``pipeline.train`` would use with ``overrides``, and its caches."""
     recipe_only = recipe_overrides(overrides)
-    h = preprocessing_hash(compose("train", recipe_only))
+    h = recipe_hash(compose("train", recipe_only))
     caches: dict[str, str | None] = {}
     for data in cohorts:
         names = (data, sibling_name(data, h))
@@ -230,7 +230,7 @@ def write_subset_cache(
     if is_complete(directory):
         existing = json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))
         if existing.get("subset_of") == note:
-            return load_cohort(directory, expected_hash=source.preprocessing_hash)
+            return load_cohort(directory, expected_hash=source.recipe_hash)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / PROVENANCE).unlink(missing_ok=True)
     rows = np.flatnonzero(source.manifest["subject_id"].isin(set(subjects)).to_numpy())
@@ -247,7 +247,7 @@ def write_subset_cache(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_json(directory / PROVENANCE, provenance)
-    return load_cohort(directory, expected_hash=source.preprocessing_hash)
+    return load_cohort(directory, expected_hash=source.recipe_hash)
 
 
 # --- one evaluation setting -------------------------------------------------------------------
@@ -469,8 +469,8 @@ def plain_cnn(method: Method, setting: Setting, recipe: Recipe, extra: Sequence[
         classes=tuple(classes),
         network=network,
         slice_mode=str(cfg.data.slice_mode),
-        recipe=cohort.preprocessing,
-        recipe_hash=cohort.preprocessing_hash,
+        recipe=cohort.recipe,
+        recipe_hash=cohort.recipe_hash,
         folds=(entry,),
         decision=ArgmaxRule(),
         train_config=to_container(cfg),

@@ -101,12 +101,12 @@ class PreprocessedCohort:
     provenance: dict[str, Any] = field(repr=False)
 
     @property
-    def preprocessing_hash(self) -> str:
-        return str(self.provenance["preprocessing_hash"])
+    def recipe_hash(self) -> str:
+        return str(self.provenance["recipe_hash"])
 
     @property
-    def preprocessing(self) -> dict[str, Any]:
-        return dict(self.provenance["preprocessing"])
+    def recipe(self) -> dict[str, Any]:
+        return dict(self.provenance["recipe"])
 
     @property
     def rejected(self) -> pd.DataFrame:
@@ -125,6 +125,36 @@ def is_complete(directory: str | Path) -> bool:
     """True when a finished preprocess run left all required files (provenance is written last)."""
     d = Path(directory)
     return all((d / name).exists() for name in (IMAGES, MANIFEST, PROVENANCE))
+
+
+#: Provenance keys renamed since caches were first written: old name -> current name.
+_RENAMED_PROVENANCE_KEYS = {"preprocessing": "recipe", "preprocessing_hash": "recipe_hash"}
+
+
+def read_provenance(directory: str | Path) -> dict[str, Any]:
+    """``provenance.json`` of the cache in ``directory``, with current key names.
+
+    The one reader of the file. Caches written before the recipe was named ``recipe`` stored it
+    as ``preprocessing``/``preprocessing_hash``; they are read under the new names, so they stay
+    usable instead of looking like caches of an unknown recipe.
+    """
+    provenance = json.loads((Path(directory) / PROVENANCE).read_text(encoding="utf-8"))
+    for old, new in _RENAMED_PROVENANCE_KEYS.items():
+        if old in provenance and new not in provenance:
+            provenance[new] = provenance.pop(old)
+    return provenance
+
+
+def recorded_source(directory: str | Path) -> Path | None:
+    """The data root a cache's provenance records, or ``None`` when it has no (complete) record.
+
+    The preprocess stage stores the root as an absolute path, so comparisons with it do not
+    depend on the folder a command runs from.
+    """
+    if not (Path(directory) / PROVENANCE).exists():
+        return None
+    recorded = read_provenance(directory).get("source_root")
+    return Path(recorded) if isinstance(recorded, str) and recorded else None
 
 
 def load_cohort(
@@ -146,11 +176,11 @@ def load_cohort(
             f"The preprocessed cohort at {d} is incomplete (no {PROVENANCE}: the run that made it "
             f"did not finish).{hint}"
         )
-    provenance = json.loads((d / PROVENANCE).read_text(encoding="utf-8"))
-    if expected_hash is not None and provenance.get("preprocessing_hash") != expected_hash:
+    provenance = read_provenance(d)
+    if expected_hash is not None and provenance.get("recipe_hash") != expected_hash:
         raise CacheError(
-            f"The preprocessed cohort at {d} was built with preprocessing config "
-            f"{provenance.get('preprocessing_hash')}, but this run expects {expected_hash} "
+            f"The preprocessed cohort at {d} was built with recipe "
+            f"{provenance.get('recipe_hash')}, but this run expects {expected_hash} "
             f"(slices/series/normalize settings differ).{hint}"
         )
     images = np.load(d / IMAGES, mmap_mode="r")

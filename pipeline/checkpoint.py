@@ -106,7 +106,7 @@ class Checkpoint:
         slice_mode: ``channels`` (S slices as S channels) or ``slices`` (one slice a sample,
             subject-level soft vote).
         recipe: the ``slices``/``series``/``normalize`` preprocessing recipe of the training cache.
-        recipe_hash: :func:`pipeline.config.preprocessing_hash` of ``recipe``.
+        recipe_hash: :func:`pipeline.config.recipe_hash` of ``recipe``.
         folds: the trained models, one :class:`FoldEntry` each.
         decision: the rule applied to the fold ensemble's probabilities.
         train_config: the resolved training config.

@@ -16,7 +16,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 #: Top-level config keys that change the pixels in a cache. Their hash names the cache's recipe:
 #: train refuses a cache built with another recipe, evaluate rebuilds the held-out cohort with
 #: exactly the recipe stored in the checkpoint.
-PREPROCESSING_KEYS = ("slices", "series", "normalize")
+RECIPE_KEYS = ("slices", "series", "normalize")
 
 
 def compose(
@@ -40,13 +40,13 @@ def to_container(cfg: Any) -> Any:
     return cfg
 
 
-def preprocessing_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
+def recipe_config(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     """The preprocessing recipe (``slices``, ``series``, ``normalize``) as a plain dict."""
-    missing = [k for k in PREPROCESSING_KEYS if k not in cfg]
+    missing = [k for k in RECIPE_KEYS if k not in cfg]
     if missing:
         raise KeyError(f"config lacks preprocessing section(s) {missing}")
     # Select before resolving: a composed config may carry unresolvable Hydra runtime keys.
-    return {k: to_container(cfg[k]) for k in PREPROCESSING_KEYS}
+    return {k: to_container(cfg[k]) for k in RECIPE_KEYS}
 
 
 def config_hash(obj: Any, length: int = 16) -> str:
@@ -55,6 +55,6 @@ def config_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def preprocessing_hash(cfg: DictConfig | dict[str, Any]) -> str:
-    """Hash of :func:`preprocessing_config`; stored in caches and checkpoints."""
-    return config_hash(preprocessing_config(cfg))
+def recipe_hash(cfg: DictConfig | dict[str, Any]) -> str:
+    """Hash of :func:`recipe_config`; stored in caches and checkpoints."""
+    return config_hash(recipe_config(cfg))

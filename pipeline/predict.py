@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.apply.cli import stage_main
 from pipeline.apply.model_info import model_summary
+from pipeline.cache import split_unlabelled
 from pipeline.config import config_hash
 from pipeline.provenance import package_versions
 from pipeline.utils.atomic import write_csv, write_text
@@ -44,11 +45,11 @@ def prediction_summary(cfg: DictConfig, applied: Applied) -> dict[str, Any]:
         "n_subjects": int(table["subject_id"].nunique()),
         "predicted_counts": {name: int((table["predicted"] == name).sum()) for name in classes},
         "n_seen_in_training": int(table["seen_in_training"].sum()),
-        "n_rejected": len(applied.cohort.rejected),
+        "n_rejected": len(split_unlabelled(applied.cohort.rejected)[0]),
         "cohort": {"name": str(cfg.data.name), "cache": str(applied.cohort.directory)},
         "model": model_summary(applied.checkpoint, applied.checkpoint_path),
         "config_hash": config_hash(cfg),
-        "preprocessing_hash": applied.cohort.preprocessing_hash,
+        "recipe_hash": applied.cohort.recipe_hash,
         "versions": package_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

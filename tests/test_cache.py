@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def small_cache(directory: Path, n: int = 3, *, rows: list[int] | None = None) -
             "age": [71.5, None, 80][:n],
         }
     )
-    provenance = {"preprocessing": {"slices": {"count": 3}}, "preprocessing_hash": HASH}
+    provenance = {"recipe": {"slices": {"count": 3}}, "recipe_hash": HASH}
     rejected = pd.DataFrame([REJECTION])
     return write_cache(directory, images, manifest, provenance, rejected)
 
@@ -40,9 +41,29 @@ def test_load_cohort_opens_a_complete_cache_memory_mapped(tmp_path: Path) -> Non
     assert cohort.manifest["subject_id"].tolist() == ["000", "001", "002"]
     assert np.isnan(cohort.manifest["age"].iloc[1]) and cohort.manifest["age"].iloc[2] == 80
     assert cohort.manifest["session_id"].tolist() == ["", "", ""]  # empty, not NaN
-    assert cohort.preprocessing_hash == HASH
-    assert cohort.preprocessing == {"slices": {"count": 3}}
+    assert cohort.recipe_hash == HASH
+    assert cohort.recipe == {"slices": {"count": 3}}
     assert cohort.rejected.to_dict("records") == [REJECTION]
+
+
+def test_caches_written_before_the_recipe_rename_still_open(tmp_path: Path) -> None:
+    d = small_cache(tmp_path / "c")
+    provenance = cache.read_provenance(d)
+    legacy = {"preprocessing": provenance.pop("recipe"), "preprocessing_hash": HASH}
+    (d / cache.PROVENANCE).write_text(json.dumps(provenance | legacy), encoding="utf-8")
+    cohort = cache.load_cohort(d, expected_hash=HASH)
+    assert cohort.recipe_hash == HASH and cohort.recipe == {"slices": {"count": 3}}
+    with pytest.raises(cache.CacheError, match="built with recipe"):
+        cache.load_cohort(d, expected_hash="f" * 16)
+
+
+def test_recorded_source_is_the_provenance_root_or_none(tmp_path: Path) -> None:
+    assert cache.recorded_source(tmp_path / "nothing") is None
+    d = small_cache(tmp_path / "c")
+    assert cache.recorded_source(d) is None  # no source_root recorded
+    provenance = cache.read_provenance(d) | {"source_root": str(tmp_path / "dicom")}
+    (d / cache.PROVENANCE).write_text(json.dumps(provenance), encoding="utf-8")
+    assert cache.recorded_source(d) == tmp_path / "dicom"
 
 
 def test_manifest_is_put_in_row_order(tmp_path: Path) -> None:
@@ -75,7 +96,7 @@ def test_cache_without_provenance_is_incomplete(tmp_path: Path) -> None:
 
 def test_other_recipe_is_refused(tmp_path: Path) -> None:
     d = small_cache(tmp_path / "c")
-    with pytest.raises(cache.CacheError, match=f"built with preprocessing config {HASH}"):
+    with pytest.raises(cache.CacheError, match=f"built with recipe {HASH}"):
         cache.load_cohort(d, expected_hash="ffffffffffffffff")
     cache.load_cohort(d)  # no expectation: any recipe
 

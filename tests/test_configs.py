@@ -9,7 +9,7 @@ import pytest
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import CONF_DIR, compose, preprocessing_hash
+from pipeline.config import CONF_DIR, compose, recipe_hash
 
 CONF = Path(CONF_DIR)
 PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
@@ -153,10 +153,10 @@ def test_demo_data_configs_point_where_the_generator_writes() -> None:
 
 
 def test_preprocessing_recipe_is_shared_by_the_stages_that_carry_it() -> None:
-    hashes = {name: preprocessing_hash(compose_config(name, REQUIRED.get(name, [])))
+    hashes = {name: recipe_hash(compose_config(name, REQUIRED.get(name, [])))
               for name in ("preprocess", "train")}
     assert len(set(hashes.values())) == 1, hashes
-    changed = preprocessing_hash(compose_config("preprocess", ["normalize.size=96"]))
+    changed = recipe_hash(compose_config("preprocess", ["normalize.size=96"]))
     assert changed != hashes["preprocess"]
 
 

@@ -1,16 +1,14 @@
 """The held-out cohort a checkpoint is applied to: its cache, built with the checkpoint's recipe.
 
 Shared by ``evaluate`` and ``predict``. A model only means something on pixels made exactly the
-way its training pixels were, so the cache is used only when its preprocessing hash equals the
+way its training pixels were, so the cache is used only when its recipe hash equals the
 checkpoint's; otherwise the cohort is preprocessed again with the checkpoint's stored recipe.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,33 +20,27 @@ from pipeline.cache import (
     cohort_dir,
     is_complete,
     load_cohort,
+    read_provenance,
+    recorded_source,
 )
 from pipeline.checkpoint import Checkpoint
-from pipeline.config import CONF_DIR, PREPROCESSING_KEYS, to_container
+from pipeline.config import RECIPE_KEYS, to_container
 
 
-def recipe_cache_name(name: str, preprocessing_hash: str) -> str:
+def recipe_cache_name(name: str, recipe_hash: str) -> str:
     """Cache folder name for ``name`` built with a recipe other than the one already cached.
 
     When ``${paths.cache}/${data.name}`` exists with another recipe (say for another model),
     it is left alone and the checkpoint's recipe gets its own folder beside it.
     """
-    return f"{name}__pp-{preprocessing_hash}"
+    return f"{name}__pp-{recipe_hash}"
 
 
 def _cached_hash(directory: Path) -> str | None:
-    """The preprocessing hash of a complete cache, or ``None``."""
+    """The recipe hash of a complete cache, or ``None``."""
     if not is_complete(directory):
         return None
-    provenance = json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))
-    return provenance.get("preprocessing_hash")
-
-
-def _preprocess_section(cfg: DictConfig) -> dict[str, Any]:
-    """``preprocess:`` of conf/preprocess.yaml, overridden by this run's ``preprocess:``."""
-    defaults = OmegaConf.load(Path(CONF_DIR) / "preprocess.yaml").get("preprocess", {})
-    override = cfg.get("preprocess") or {}
-    return to_container(OmegaConf.merge(defaults, override))
+    return read_provenance(directory).get("recipe_hash")
 
 
 def build_config(cfg: DictConfig, ckpt: Checkpoint, name: str) -> DictConfig:
@@ -64,31 +56,29 @@ def build_config(cfg: DictConfig, ckpt: Checkpoint, name: str) -> DictConfig:
     data["classes"] = model_classes + [
         str(c) for c in data.get("classes") or () if str(c) not in model_classes
     ]
-    recipe = {key: ckpt.recipe[key] for key in PREPROCESSING_KEYS}
+    recipe = {key: ckpt.recipe[key] for key in RECIPE_KEYS}
     return OmegaConf.create(
         {
             "paths": to_container(cfg.paths),
             "data": data,
             **recipe,
-            "preprocess": _preprocess_section(cfg),
+            # The run options (conf/preprocess_run/, composed by evaluate and predict); a shard
+            # or merge key is never set here, so PreprocessOptions' defaults apply to those.
+            "preprocess": to_container(cfg.get("preprocess") or {}),
         }
     )
 
 
-def _other_source(directory: Path, root: str | None) -> str | None:
+def _other_source(directory: Path, root: str | None) -> Path | None:
     """The data root a cache records, when ``root`` is an existing folder and a different one.
 
     Guards against a cache name reused for another cohort: evaluating it would score the wrong
-    subjects without a word. The preprocess stage records its root as an absolute path, so the
-    check does not depend on the folder the command is run from.
+    subjects without a word.
     """
     if not root or not Path(root).is_dir():
         return None
-    provenance = json.loads((directory / PROVENANCE).read_text(encoding="utf-8"))
-    recorded = provenance.get("source_root")
-    if not isinstance(recorded, str) or Path(recorded) == Path(root).resolve():
-        return None
-    return recorded
+    recorded = recorded_source(directory)
+    return None if recorded is None or recorded == Path(root).resolve() else recorded
 
 
 def prepare_cohort(

@@ -184,7 +184,7 @@ Every metric below is optimistic.</div>
 <tr><th>Network</th><td><code>{{ m.model.target }}</code></td></tr>
 <tr><th>Trained on</th><td><code>{{ m.model.trained_on }}</code></td></tr>
 <tr><th>Training config hash</th><td><code>{{ m.model.train_config_hash }}</code></td></tr>
-<tr><th>Preprocessing hash</th><td><code>{{ m.preprocessing_hash }}</code></td></tr>
+<tr><th>Recipe hash</th><td><code>{{ m.recipe_hash }}</code></td></tr>
 <tr><th>Evaluation config hash</th><td><code>{{ m.config_hash }}</code></td></tr>
 <tr><th>Bootstrap</th><td>{{ m.ci.resamples }} resamples by subject, seed {{ m.ci.seed }},
 {{ level }} intervals</td></tr>

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.apply import Admit, Applied, apply_checkpoint, check_overlap
 from pipeline.apply.model_info import model_summary
-from pipeline.cache import PreprocessedCohort
+from pipeline.cache import PreprocessedCohort, split_unlabelled
 from pipeline.checkpoint import Checkpoint
 from pipeline.config import config_hash, to_container
 from pipeline.evaluate import plots
@@ -261,7 +261,7 @@ def scored_cases(applied: Applied, log: Callable[[str], None]) -> ScoredCases:
 
 def cohort_block(cfg: DictConfig, applied: Applied, cases: ScoredCases) -> dict[str, Any]:
     """The ``cohort`` block of metrics.json: which cache, what was scored, what was rejected."""
-    rejected = applied.cohort.rejected
+    rejected, unlabelled = split_unlabelled(applied.cohort.rejected)
     return {
         "name": str(cfg.data.name),
         "cache": str(applied.cohort.directory),
@@ -269,6 +269,7 @@ def cohort_block(cfg: DictConfig, applied: Applied, cases: ScoredCases) -> dict[
         "n_scored": len(cases.table),
         "n_excluded": len(cases.excluded),
         "n_rejected": len(rejected),
+        "n_unlabelled": len(unlabelled),  # folders without a label: listed, not rejections
         "rejected_by_level": rejected["level"].value_counts().to_dict()
         if "level" in rejected
         else {},
@@ -291,7 +292,7 @@ def assemble_metrics(cfg: DictConfig, applied: Applied, cases: ScoredCases) -> d
         "cohort": cohort_block(cfg, applied, cases),
         "model": model_summary(applied.checkpoint, applied.checkpoint_path),
         "config_hash": config_hash(cfg),
-        "preprocessing_hash": applied.cohort.preprocessing_hash,
+        "recipe_hash": applied.cohort.recipe_hash,
         "allow_overlap": bool(settings.allow_overlap),
         "overlap": bool(overlap),
         "overlap_subjects": overlap,

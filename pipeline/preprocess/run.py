@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import cache
-from pipeline.config import config_hash, preprocessing_config, to_container
+from pipeline.config import config_hash, recipe_config, to_container
 from pipeline.labels import read_labels, sessions_by_subject
 from pipeline.preprocess.discover import relative_path
 from pipeline.preprocess.options import SeriesOptions
@@ -142,7 +142,7 @@ class CohortRun:
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> CohortRun:
         data = cfg.data
-        recipe = preprocessing_config(cfg)
+        recipe = recipe_config(cfg)
         run = cls(
             name=str(data.name),
             root=Path(str(data.root)),
@@ -270,7 +270,7 @@ def preprocess_cohort(cfg: DictConfig) -> Path:
     hashes = {"inputs_hash": inputs_hash, SIGNATURE_KEY: signature.as_json()}
     _write_provenance(run, cfg, hashes, counts, timings, records.values())
     store.remove_others(paths.values())
-    _log_summary(run.name, run.out, counts, top_reasons(rejected))
+    _log_summary(run.name, run.out, counts, top_reasons(cache.split_unlabelled(rejected)[0]))
     return run.out
 
 
@@ -278,11 +278,12 @@ def _up_to_date(run: CohortRun, provenance: Mapping[str, Any]) -> Path:
     """Say in the log that the complete cache was built from exactly these inputs; its folder."""
     counts = provenance.get("counts", {})
     log.info(
-        "Cohort %r is up to date (nothing changed): %s subject(s) accepted, %s rejected. "
+        "Cohort %r is up to date (nothing changed): %s subject(s) accepted, %s rejected%s. "
         "Cache: %s (preprocess.force=true redoes it)",
         run.name,
         counts.get("subjects_accepted", "?"),
         counts.get("subjects_rejected", "?"),
+        _unlabelled_note(counts.get("subjects_unlabelled", 0)),
         run.out,
     )
     return run.out
@@ -361,8 +362,8 @@ def _write_provenance(
     provenance = {
         "data_name": run.name,
         "source_root": str(run.root.resolve()),
-        "preprocessing": run.recipe,
-        "preprocessing_hash": run.recipe_hash,
+        "recipe": run.recipe,
+        "recipe_hash": run.recipe_hash,
         "classes": list(run.classes),
         **hashes,  # inputs_hash and source_signature: see preprocess_cohort
         "config": _resolved(cfg),
@@ -380,11 +381,8 @@ def _check_same_source(out: Path, root: Path, name: str) -> None:
     A reused ``data.name`` would otherwise silently replace, say, the development cohort's cache
     with a held-out cohort's subjects, and every later stage would read the wrong people.
     """
-    provenance_path = out / cache.PROVENANCE
-    if not provenance_path.exists():
-        return
-    recorded = json.loads(provenance_path.read_text(encoding="utf-8")).get("source_root")
-    if recorded and Path(recorded) != root.resolve():
+    recorded = cache.recorded_source(out)
+    if recorded is not None and recorded != root.resolve():
         raise PreprocessError(
             f"The cache {out} holds cohort {name!r} preprocessed from {recorded}, not from "
             f"data.root={root.resolve()}. Pass another data.name for this cohort, or delete {out} "
@@ -421,7 +419,7 @@ def _complete_provenance(directory: Path) -> dict[str, Any] | None:
     if not cache.is_complete(directory):
         return None
     try:
-        return json.loads((directory / cache.PROVENANCE).read_text(encoding="utf-8"))
+        return cache.read_provenance(directory)
     except (OSError, ValueError):
         return None
 
@@ -433,14 +431,18 @@ def _counts(
     rejected: pd.DataFrame,
     n_processed: int,
 ) -> dict[str, Any]:
+    """The ``counts`` of provenance.json. Folders without a label (a cohort that is a subset of
+    a shared folder) are counted apart: they are listed in rejected.csv but are not defects."""
     accepted_subjects = set(manifest["subject_id"])
+    rejections, unlabelled = cache.split_unlabelled(rejected)
     return {
         "subjects_seen": plan.n_subjects_seen,
         "subjects_accepted": len(accepted_subjects),
-        "subjects_rejected": plan.n_subjects_seen - len(accepted_subjects),
+        "subjects_rejected": plan.n_subjects_seen - len(accepted_subjects) - len(unlabelled),
+        "subjects_unlabelled": len(unlabelled),
         "rows": len(manifest),
-        "rejected_rows": len(rejected),
-        "rejected_by_level": {k: int(v) for k, v in rejected["level"].value_counts().items()},
+        "rejected_rows": len(rejections),
+        "rejected_by_level": {k: int(v) for k, v in rejections["level"].value_counts().items()},
         "labels": {k: int(v) for k, v in manifest["label"].value_counts().sort_index().items()},
         "files": sum(r.n_files for _, r in results),
         "non_dicom_skipped": sum(r.n_non_dicom for _, r in results),
@@ -471,15 +473,22 @@ def _resolved(cfg: DictConfig) -> Any:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
+def _unlabelled_note(n: int) -> str:
+    """``", N folder(s) without a label not used"`` for the summary lines, or nothing."""
+    return f", {n} folder(s) without a label not used" if n else ""
+
+
 def _log_summary(
     name: str, out: Path, counts: Mapping[str, Any], reasons: Sequence[tuple[str, int]]
 ) -> None:
     log.info(
-        "Cohort %r: %d subject(s) accepted (%d rows), %d rejected; %d files, %d non-DICOM skipped.",
+        "Cohort %r: %d subject(s) accepted (%d rows), %d rejected%s; %d files, %d non-DICOM "
+        "skipped.",
         name,
         counts["subjects_accepted"],
         counts["rows"],
         counts["subjects_rejected"],
+        _unlabelled_note(counts["subjects_unlabelled"]),
         counts["files"],
         counts["non_dicom_skipped"],
     )

@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline.cache import PreprocessedCohort, cohort_dir, load_cohort
-from pipeline.config import PREPROCESSING_KEYS, preprocessing_hash
+from pipeline.config import RECIPE_KEYS, recipe_hash
 from pipeline.train.errors import TrainError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def open_cohort(
 
 
 #: Top-level config keys whose overrides decide where the cache is and what it holds.
-_CACHE_KEYS = ("paths", *PREPROCESSING_KEYS)
+_CACHE_KEYS = ("paths", *RECIPE_KEYS)
 
 
 def open_training_cohort(cfg: DictConfig, overrides: Sequence[str]) -> PreprocessedCohort:
@@ -65,7 +65,7 @@ def open_training_cohort(cfg: DictConfig, overrides: Sequence[str]) -> Preproces
         if key(o).split(".", 1)[0] in _CACHE_KEYS or key(o) in ("data", "data.classes")
     ]
     hint = rebuild_command(str(cfg.data.name), cfg.data.get("root"), cfg.data.get("labels"), recipe)
-    return open_cohort(cfg.paths.cache, str(cfg.data.name), preprocessing_hash(cfg), hint)
+    return open_cohort(cfg.paths.cache, str(cfg.data.name), recipe_hash(cfg), hint)
 
 
 def class_indices(manifest: pd.DataFrame, classes: Sequence[str], source: str) -> np.ndarray:

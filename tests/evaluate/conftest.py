@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from pipeline.cache import REJECTED_COLUMNS
 from pipeline.checkpoint import Checkpoint, FoldEntry, build_model, save_checkpoint
-from pipeline.config import CONF_DIR, preprocessing_config, preprocessing_hash
+from pipeline.config import CONF_DIR, recipe_config, recipe_hash
 from tests import helpers
 from tests.helpers import compose_in
 
@@ -78,7 +78,7 @@ def recipe(size: int = SIZE, expected: int | None = 44) -> dict[str, Any]:
     cfg = OmegaConf.load(Path(CONF_DIR) / "recipe" / "default.yaml")
     cfg.normalize.size = size
     cfg.slices.expected = expected
-    return preprocessing_config(cfg)
+    return recipe_config(cfg)
 
 
 def write_nifti_cohort(
@@ -146,7 +146,7 @@ def write_cache(
             "n_slices": 44,
         }
     )
-    provenance = {"preprocessing": pp, "preprocessing_hash": preprocessing_hash(pp)}
+    provenance = {"recipe": pp, "recipe_hash": recipe_hash(pp)}
     frame = pd.DataFrame(list(rejected), columns=list(REJECTED_COLUMNS))
     return helpers.write_cache(directory, images, manifest, provenance, frame)
 
@@ -184,7 +184,7 @@ def write_checkpoint(
         network=copy.deepcopy(model_config),
         slice_mode=slice_mode,
         recipe=pp,
-        recipe_hash=preprocessing_hash(pp),
+        recipe_hash=recipe_hash(pp),
         folds=tuple(folds),
         train_config={"seed": 42, "model": model_config},
         data_name="fake_dev",

@@ -18,7 +18,7 @@ from pipeline.apply.cohort import (
 )
 from pipeline.cache import PROVENANCE, CacheError
 from pipeline.checkpoint import load_checkpoint
-from pipeline.config import preprocessing_config, preprocessing_hash
+from pipeline.config import recipe_config, recipe_hash
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def fake_preprocess(monkeypatch, fakes):
     def preprocess_cohort(cfg):
         calls.append(cfg)
         directory = Path(cfg.paths.cache) / cfg.data.name
-        pp = preprocessing_config(cfg)
+        pp = recipe_config(cfg)
         subjects, labels = fakes.cohort_ids((2, 2, 2))
         return fakes.write_cache(directory, subjects, labels, pp=pp)
 
@@ -60,7 +60,7 @@ def test_missing_cache_is_built_with_the_checkpoint_recipe(
     (tmp_path / "dicom").mkdir()
     cfg = evaluate_cfg("data.name=held", f"data.root={tmp_path / 'dicom'}", "preprocess.workers=1")
     cohort = prepare_cohort(cfg, ckpt, log=lambda _: None)
-    assert cohort.preprocessing_hash == preprocessing_hash(pp)
+    assert cohort.recipe_hash == recipe_hash(pp)
     (built,) = fake_preprocess
     assert built.slices.offset == 2 and built.normalize.size == 24
     # the model's classes first; MCI (known to the data, not the model) is kept, not an error
@@ -134,7 +134,7 @@ def test_build_config_carries_paths_and_resolves_data(tmp_path, fakes, evaluate_
     built = build_config(evaluate_cfg(), ckpt, "demo_heldout")
     assert built.paths.cache == str(tmp_path / "cache")
     assert built.data.root == str(tmp_path / "data" / "demo" / "heldout" / "dicom")
-    assert preprocessing_hash(built) == ckpt.recipe_hash
+    assert recipe_hash(built) == ckpt.recipe_hash
 
 
 def test_leakage_guard_lists_the_shared_subjects(tmp_path, fakes) -> None:

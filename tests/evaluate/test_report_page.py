@@ -92,6 +92,9 @@ def test_folders_without_a_label_are_not_called_rejections(report: Path) -> None
     assert "1 input(s) rejected by preprocessing (1 file)." in text
     assert "3 folders without a label were not used." in text
     assert "002_S_0295" in text and "other-000" not in text  # the table lists real rejections
+    cohort = json.loads((report.parent / "metrics.json").read_text(encoding="utf-8"))["cohort"]
+    assert (cohort["n_rejected"], cohort["n_unlabelled"]) == (1, 3)
+    assert cohort["rejected_by_level"] == {"file": 1}
 
 
 def render(page: Path, tmp_path: Path) -> dict:

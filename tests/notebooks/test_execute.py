@@ -79,7 +79,7 @@ def test_train_and_evaluate_notebook(tmp_path, run_notebook, nbtools) -> None:
 
     # The held-out cohort was preprocessed by evaluate, with the checkpoint's recipe.
     heldout = load_cohort(tmp_path / "cache" / "demo_heldout")
-    assert heldout.preprocessing_hash == ckpt.recipe_hash
+    assert heldout.recipe_hash == ckpt.recipe_hash
     assert (run_dir / "evaluate" / "report.html").is_file()
     assert "Balanced accuracy" in text and "held-out subjects: balanced accuracy" in text
     predictions = read_table(run_dir / "evaluate" / "predictions.csv")

@@ -9,7 +9,7 @@ import pickle
 import numpy as np
 import pytest
 
-from pipeline.config import preprocessing_config
+from pipeline.config import recipe_config
 from pipeline.preprocess.record import StackRecord, SubjectContext, SubjectRecord
 from pipeline.preprocess.results import ResultStore, SubjectTask
 from pipeline.preprocess.stack import Rejection
@@ -71,7 +71,7 @@ def test_record_not_matching_its_images_is_damaged(tmp_path) -> None:
 
 
 def test_context_builds_its_normalizer_once_and_does_not_pickle_it(preprocess_cfg, tmp_path):
-    recipe = preprocessing_config(preprocess_cfg)
+    recipe = recipe_config(preprocess_cfg)
     context = SubjectContext.from_recipe(tmp_path, recipe, "recipe-hash", tmp_path / "cache")
     first = context.normalizer
     assert context.normalizer is first and first.size == recipe["normalize"]["size"]

@@ -15,7 +15,7 @@ import pytest
 from omegaconf import DictConfig
 
 from pipeline import cache
-from pipeline.config import preprocessing_hash
+from pipeline.config import recipe_hash
 from pipeline.preprocess import run as run_module
 from pipeline.preprocess import subject as subject_module
 from pipeline.preprocess.run import PreprocessError, preprocess_cohort
@@ -42,7 +42,7 @@ def provenance(directory: Path) -> dict:
 
 
 def test_outputs_open_with_load_cohort(cohort, reference):
-    loaded = cache.load_cohort(reference, expected_hash=provenance(reference)["preprocessing_hash"])
+    loaded = cache.load_cohort(reference, expected_hash=provenance(reference)["recipe_hash"])
     assert loaded.images.shape == (4, 3, 32, 32)
     assert loaded.images.dtype == np.float32
     assert isinstance(loaded.images, np.memmap)
@@ -68,8 +68,8 @@ def test_outputs_open_with_load_cohort(cohort, reference):
 def test_provenance_records_recipe_versions_counts_and_timings(cohort, reference):
     prov = provenance(reference)
     cfg = cohort_cfg(cohort, reference.parent)
-    assert prov["preprocessing_hash"] == preprocessing_hash(cfg)
-    assert prov["preprocessing"]["normalize"]["size"] == 32
+    assert prov["recipe_hash"] == recipe_hash(cfg)
+    assert prov["recipe"]["normalize"]["size"] == 32
     assert prov["classes"] == ["CN", "MCI", "AD"]
     assert prov["data_name"] == "test"
     assert prov["config"]["data"]["name"] == "test"
@@ -78,7 +78,11 @@ def test_provenance_records_recipe_versions_counts_and_timings(cohort, reference
     # 4 good + sub-short (bad series) + sub-nolabel (no label) + sub-noimages (no images)
     assert counts["subjects_seen"] == 7
     assert counts["subjects_accepted"] == 4
-    assert counts["subjects_rejected"] == 3
+    assert counts["subjects_rejected"] == 2  # sub-nolabel is counted apart: not a defect
+    assert counts["subjects_unlabelled"] == 1
+    listed = cache.read_table(reference / cache.REJECTED)
+    assert counts["rejected_rows"] == len(listed) - 1  # rejected.csv still lists sub-nolabel
+    assert counts["rejected_by_level"]["subject"] == (listed["level"] == "subject").sum() - 1
     assert counts["non_dicom_skipped"] == 2  # notes.txt and .DS_Store
     assert counts["files"] > 4 * 12
     assert counts["labels"] == {"AD": 1, "CN": 2, "MCI": 1}

@@ -8,7 +8,7 @@ import torch
 from monai.transforms import ScaleIntensityRangePercentiles
 from omegaconf import OmegaConf
 
-from pipeline.config import preprocessing_config
+from pipeline.config import recipe_config
 from pipeline.preprocess.head import block_mean, repeat_to
 from pipeline.preprocess.transforms import (
     FastScaleIntensityRangePercentiles,
@@ -22,7 +22,7 @@ from .conftest import compose_preprocess, ellipse_head
 
 @pytest.fixture(scope="module")
 def normalizer(preprocess_cfg) -> SliceNormalizer:
-    return SliceNormalizer(preprocessing_config(preprocess_cfg)["normalize"])
+    return SliceNormalizer(recipe_config(preprocess_cfg)["normalize"])
 
 
 def test_output_shape_dtype_and_range(normalizer):
@@ -86,7 +86,7 @@ def test_head_mask_is_the_union_of_the_slices_in_one_channel():
 
 def test_size_override_and_a_chain_that_misses_the_size():
     cfg = compose_preprocess(["normalize.size=96"])
-    recipe = preprocessing_config(cfg)
+    recipe = recipe_config(cfg)
     out = SliceNormalizer(recipe["normalize"])(np.stack([ellipse_head()] * 3), (1.0, 1.0))
     assert out.shape == (3, 96, 96)
     broken = OmegaConf.to_container(cfg.normalize, resolve=True)
@@ -132,7 +132,7 @@ def test_untracked_metadata_gives_the_tracked_output(preprocess_cfg, normalizer)
 
     assert not normalizer.track_meta
     slices = np.stack([ellipse_head(seed=s) for s in range(3)])
-    tracked = SliceNormalizer(preprocessing_config(preprocess_cfg)["normalize"])
+    tracked = SliceNormalizer(recipe_config(preprocess_cfg)["normalize"])
     tracked.track_meta = True
     np.testing.assert_array_equal(normalizer(slices, (0.86, 0.9)), tracked(slices, (0.86, 0.9)))
     assert get_track_meta()

@@ -19,7 +19,7 @@ import pytest
 from omegaconf import DictConfig
 
 from pipeline.cache import cohort_dir
-from pipeline.config import preprocessing_config, preprocessing_hash
+from pipeline.config import recipe_config, recipe_hash
 from tests.helpers import compose_in, write_cache
 
 #: Small and fast: 32x32 images, a 3-block CNN, a few epochs, no progress bar.
@@ -111,8 +111,8 @@ def write_fake_cache(
                 }
             )
     provenance = {
-        "preprocessing": preprocessing_config(cfg),
-        "preprocessing_hash": preprocessing_hash(cfg),
+        "recipe": recipe_config(cfg),
+        "recipe_hash": recipe_hash(cfg),
         "classes": classes,
         "data_name": str(cfg.data.name),
         "counts": {"accepted": len(rows)},

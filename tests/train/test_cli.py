@@ -64,7 +64,7 @@ def test_cache_with_another_recipe_is_refused(
         _run(monkeypatch, *FAST, f"hydra.run.dir={tmp_path / 'run'}")
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "was built with preprocessing config" in err and "normalize.size=32" in err
+    assert "was built with recipe" in err and "normalize.size=32" in err
 
 
 def test_empty_class_is_a_clear_error(tmp_path, monkeypatch, capsys, train_cfg, fake_cache) -> None:

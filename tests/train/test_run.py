@@ -12,7 +12,7 @@ import torch
 
 from pipeline.cache import load_cohort
 from pipeline.checkpoint import Checkpoint, build_models, load_checkpoint
-from pipeline.config import preprocessing_hash
+from pipeline.config import recipe_hash
 from pipeline.decision import ArgmaxRule, TemperaturePriorRule
 from pipeline.inference import ensemble_probabilities
 from pipeline.train import NonFiniteLossError, TrainError, train
@@ -57,10 +57,10 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     backbone = raw.network["backbone"]
     assert backbone["_target_"] == "pipeline.models.SimpleCNN"
     assert backbone["in_channels"] == 3 and backbone["num_classes"] == 1
-    assert raw.recipe_hash == preprocessing_hash(cfg)
+    assert raw.recipe_hash == recipe_hash(cfg)
     assert (
         raw.recipe_hash
-        == json.loads((cache / "provenance.json").read_text())["preprocessing_hash"]
+        == json.loads((cache / "provenance.json").read_text())["recipe_hash"]
     )
     assert raw.recipe["normalize"]["size"] == 32
     assert raw.data_name == "fake" and "torch" in raw.versions

@@ -8,7 +8,7 @@ import os
 import pytest
 from pydicom.uid import RLELossless
 
-from pipeline.config import preprocessing_config
+from pipeline.config import recipe_config
 from pipeline.preprocess.record import SubjectContext
 from pipeline.preprocess.subject import StepClock, extract_session
 from pipeline.preprocess.transforms import SliceNormalizer
@@ -27,7 +27,7 @@ def break_rle_header(path) -> None:
 
 @pytest.fixture
 def recipe(preprocess_cfg):
-    return preprocessing_config(preprocess_cfg)
+    return recipe_config(preprocess_cfg)
 
 
 def extract(result, stack, recipe, root):
