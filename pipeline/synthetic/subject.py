@@ -336,26 +336,36 @@ def render_slices(task: SubjectTask, indices: list[int]) -> tuple[np.ndarray, tu
 def generate_subject(task: SubjectTask) -> dict[str, Any]:
     """Make one subject's files under ``<dicom_root>/<subject_id>/``; return its truth row."""
     atlas = load_atlas()
-    site = task.site
     draw = draw_subject(task, atlas)
-    person, anatomy, placement, acq = draw.person, draw.anatomy, draw.placement, draw.acquisition
-    who, rng = draw.identity, draw.rng
-    layout, extension, syntax = draw.layout, draw.extension, draw.transfer_syntax
-    order, with_localizer, with_stray = draw.instance_order, draw.with_localizer, draw.with_stray
-    t1_number = draw.t1_number
+    # Rendered even for a "no_images" subject: the truth row's head and brain indices need it.
+    pixels, head_fraction, brain_fraction = render_series(
+        atlas, draw.anatomy, draw.placement.geometry, draw.acquisition, draw.rng)
+    truth = truth_row(task, draw, head_fraction, brain_fraction)
+    if task.defect == "no_images":
+        return truth
+    truth.update(write_subject(task, atlas, draw, pixels))
+    return truth
 
-    geo = placement.geometry
-    pixels, head_fraction, brain_fraction = render_series(atlas, anatomy, geo, acq, rng)
-    positions = geo.origins @ placement.up
-    spacing = float(np.mean(np.diff(positions)))
-    brain_centre = 0.5 * (placement.brain_low_mm + placement.brain_high_mm)
-    head = np.flatnonzero(head_fraction > 0.002)
-    brain = np.flatnonzero(brain_fraction > 0.0)
 
-    truth: dict[str, Any] = {
+def truth_row(task: SubjectTask, draw: SubjectDraw, head_fraction: np.ndarray,
+              brain_fraction: np.ndarray) -> dict[str, Any]:
+    """The subject's truth row as drawn, before export (``stray_file`` and ``t1_folder`` empty)."""
+    positions = draw.placement.geometry.origins @ draw.placement.up
+    # The parts are merged in this order because it is the order of the truth.csv columns.
+    return {
+        **_subject_truth(task, draw.person, draw.anatomy),
+        **_scan_truth(draw, positions),
+        **_slice_truth(draw.placement, positions, head_fraction, brain_fraction),
+        **_export_truth(draw),
+    }
+
+
+def _subject_truth(task: SubjectTask, person: Person, anatomy: Anatomy) -> dict[str, Any]:
+    """Truth columns of who the subject is and what their head looks like."""
+    return {
         "subject_id": task.subject_id,
         "label": task.label,
-        "site": site.name,
+        "site": task.site.name,
         "defect": task.defect,
         "severity": round(person.severity, 4),
         "age": person.age,
@@ -368,22 +378,39 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
         "regional_thinning_mm": round(anatomy.regional_thinning_mm, 3),
         "contrast_gm_wm": round(anatomy.contrast_gm, 4),
         "contrast_csf_wm": round(anatomy.contrast_csf, 4),
+    }
+
+
+def _scan_truth(draw: SubjectDraw, positions: np.ndarray) -> dict[str, Any]:
+    """Truth columns of the T1's geometry, acquisition and encoding."""
+    geo, placement, acq = draw.placement.geometry, draw.placement, draw.acquisition
+    return {
         "n_slices": geo.n_slices,
         "rows": geo.rows,
         "cols": geo.cols,
         "pixel_spacing_mm": geo.pixel_spacing[0],
-        "slice_spacing_mm": round(spacing, 4),
+        "slice_spacing_mm": round(float(np.mean(np.diff(positions))), 4),
         "slice_thickness_mm": geo.thickness,
         "tilt_deg": round(placement.tilt_deg, 3) + 0.0,  # no "-0.0"
         "feet_first": placement.feet_first,
-        "instance_order": order,
-        "transfer_syntax": syntax,
+        "instance_order": draw.instance_order,
+        "transfer_syntax": draw.transfer_syntax,
         "wm_value": round(acq.wm_value, 2),
         "noise_sd": round(acq.noise_sd, 4),
         "rescale_slope": acq.rescale_slope,
         "rescale_intercept": acq.rescale_intercept,
-        # Slice truth, in the geometric order (index 0 = most inferior), positions along the
-        # head-pointing slice normal as a correct preprocessor computes them.
+    }
+
+
+def _slice_truth(placement: Placement, positions: np.ndarray, head_fraction: np.ndarray,
+                 brain_fraction: np.ndarray) -> dict[str, Any]:
+    """Truth columns of where the slices lie on the head, in the geometric order."""
+    # Index 0 is the most inferior slice; positions are along the head-pointing slice normal as
+    # a correct preprocessor computes them.
+    brain_centre = 0.5 * (placement.brain_low_mm + placement.brain_high_mm)
+    head = np.flatnonzero(head_fraction > 0.002)
+    brain = np.flatnonzero(brain_fraction > 0.0)
+    return {
         "slice_positions_mm": ";".join(f"{p:.4f}" for p in positions),
         "stack_center_mm": round(float(positions.mean()), 4),
         "brain_center_mm": round(brain_centre, 4),
@@ -395,10 +422,17 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
         "head_last_index": int(head[-1]) if head.size else -1,
         "brain_first_index": int(brain[0]) if brain.size else -1,
         "brain_last_index": int(brain[-1]) if brain.size else -1,
-        "layout": layout,
-        "extension": extension,
-        "localizer": with_localizer,
-        "stray_file": "",
+    }
+
+
+def _export_truth(draw: SubjectDraw) -> dict[str, Any]:
+    """Truth columns of how the subject is exported, with the made-up identifying headers."""
+    who = draw.identity
+    return {
+        "layout": draw.layout,
+        "extension": draw.extension,
+        "localizer": draw.with_localizer,
+        "stray_file": "",  # both filled in by write_subject
         "t1_folder": "",
         "dicom_patient_name": who.patient_name,
         "dicom_patient_id": who.patient_id,
@@ -406,33 +440,51 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
         "dicom_accession": who.accession,
         "dicom_referring_physician": who.referring_physician,
     }
-    if task.defect == "no_images":
-        return truth
 
+
+def write_subject(task: SubjectTask, atlas: Atlas, draw: SubjectDraw,
+                  pixels: np.ndarray) -> dict[str, str]:
+    """Write the subject's export; return its ``t1_folder`` and ``stray_file`` truth columns."""
+    site, rng = task.site, draw.rng
     subject_dir = Path(task.dicom_root) / task.subject_id
-    plan = folder_plan(rng, layout, site.series_description, who, t1_number, 1)
-    scanner = ScannerInfo(institution=site.institution, manufacturer=site.manufacturer,
-                          model=site.model, field_strength_t=site.field_strength_t,
-                          feet_first=placement.feet_first)
-    study_uid = pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "study"])
-    frame_uid = pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "frame"])
-    common = {"who": who, "scanner": scanner, "study_uid": study_uid, "frame_uid": frame_uid,
-              "transfer_syntax": syntax}
-    series = Series(geometry=geo, pixels=pixels, acquisition=acq,
-                    description=site.series_description, number=t1_number, instance_order=order,
-                    acquisition_type="3D" if site.acquisition == "sagittal_3d" else "2D")
-    t1_paths = _write_t1(series, subject_dir / plan.t1, rng, extension, site,
-                         series_uid=pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "t1"]),
-                         **common)
-    truth["t1_folder"] = plan.t1
-    if with_localizer and site.file_format == "dicom":  # a NIfTI export comes without scouts
-        _write_localizer(rng, atlas, anatomy, acq, subject_dir / plan.localizer, extension,
-                         common)
-    if with_stray:
-        truth["stray_file"] = stray_file(rng, subject_dir / plan.t1).name
+    # The rng is drawn from in a fixed order (folders, T1, scout, stray file, truncation), so
+    # a seed always gives the same files.
+    plan = folder_plan(rng, draw.layout, site.series_description, draw.identity,
+                       draw.t1_number, 1)
+    common = _shared_headers(draw, site)
+    t1_paths = _write_t1(
+        _t1_series(draw, site, pixels), subject_dir / plan.t1, rng, draw.extension, site,
+        series_uid=pydicom.uid.generate_uid(entropy_srcs=[draw.identity.uid_seed, "t1"]),
+        **common)
+    if draw.with_localizer and site.file_format == "dicom":  # a NIfTI export comes without scouts
+        _write_localizer(rng, atlas, draw.anatomy, draw.acquisition, subject_dir / plan.localizer,
+                         draw.extension, common)
+    stray = stray_file(rng, subject_dir / plan.t1).name if draw.with_stray else ""
     if task.defect == "truncated":
         _truncate(t1_paths[int(rng.integers(len(t1_paths)))])
-    return truth
+    return {"t1_folder": plan.t1, "stray_file": stray}
+
+
+def _shared_headers(draw: SubjectDraw, site: SiteProfile) -> dict[str, Any]:
+    """Header values every series of the subject shares: patient, scanner, study, frame."""
+    who = draw.identity
+    scanner = ScannerInfo(institution=site.institution, manufacturer=site.manufacturer,
+                          model=site.model, field_strength_t=site.field_strength_t,
+                          feet_first=draw.placement.feet_first)
+    # UIDs come from the identity's seed, not from the rng, so they are the same for a subject
+    # whatever else is drawn.
+    return {"who": who, "scanner": scanner,
+            "study_uid": pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "study"]),
+            "frame_uid": pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "frame"]),
+            "transfer_syntax": draw.transfer_syntax}
+
+
+def _t1_series(draw: SubjectDraw, site: SiteProfile, pixels: np.ndarray) -> Series:
+    """The subject's T1 series: its rendered pixels with the site's description and numbering."""
+    return Series(geometry=draw.placement.geometry, pixels=pixels, acquisition=draw.acquisition,
+                  description=site.series_description, number=draw.t1_number,
+                  instance_order=draw.instance_order,
+                  acquisition_type="3D" if site.acquisition == "sagittal_3d" else "2D")
 
 
 def _write_t1(series: Series, folder: Path, rng: np.random.Generator, extension: str,
