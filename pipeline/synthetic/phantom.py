@@ -209,11 +209,126 @@ def _stored_coordinates(volume: Volume, k: int, layout: Layout) -> np.ndarray:
 
 
 def _file_name(names: str, position: int, rng: random.Random) -> str:
+    """The file name of the ``position``-th file written, in the ``names`` style."""
     if names == "random":
         return f"{rng.getrandbits(40):010x}.dcm"
     if names == "bare":
         return f"IM{position:04d}"
     return f"slice_{position:03d}.dcm"
+
+
+def _slice_order(n: int, order: str, rng: random.Random) -> list[int]:
+    """Slice indices k in the order their files (or frames) are written."""
+    ks = list(range(n))
+    if order == "descending":
+        ks.reverse()
+    elif order == "shuffled":
+        rng.shuffle(ks)
+    return ks
+
+
+def _instance_numbers(slice_order: list[int], style: str, rng: random.Random) -> list[int]:
+    """InstanceNumber of each file, in file order (``file``, ``shuffled`` or ``geometric``)."""
+    numbers = list(range(1, len(slice_order) + 1))
+    if style == "shuffled":
+        rng.shuffle(numbers)
+    if style == "geometric":  # numbered by slice index k, whatever order the files are in
+        return [numbers[k] for k in slice_order]
+    return numbers
+
+
+@dataclass(frozen=True)
+class _SeriesHeader:
+    """The series-level header values that every file of one series carries."""
+
+    study_uid: str
+    series_uid: str
+    modality: str
+    description: str
+    number: int
+    image_type: tuple[str, ...]
+
+    def apply(self, ds: Dataset) -> None:
+        """Set these values on ``ds``."""
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study_uid, self.series_uid
+        ds.Modality, ds.SeriesDescription = self.modality, self.description
+        ds.SeriesNumber = self.number
+        ds.ImageType = list(self.image_type)  # a fresh list: an edit of one file stays there
+
+
+@dataclass(frozen=True)
+class _PixelEncoding:
+    """How physical values are stored: rescale, sign, polarity and bits stored."""
+
+    slope: float
+    intercept: float
+    signed: bool
+    monochrome1: bool
+    bits: int
+
+    def stored(self, values: np.ndarray) -> np.ndarray:
+        """The stored integers of a slice of physical ``values``."""
+        return _stored_values(
+            values, self.slope, self.intercept, self.signed, self.monochrome1, self.bits
+        )
+
+    def describe(self, ds: Dataset, rows: int, cols: int) -> None:
+        """Set the image pixel module of ``ds`` (size, photometric, bits) for this encoding."""
+        ds.Rows, ds.Columns = rows, cols
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME1" if self.monochrome1 else "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, self.bits, self.bits - 1
+        ds.PixelRepresentation = 1 if self.signed else 0
+
+
+def _slice_dataset(
+    volume: Volume,
+    k: int,
+    layout: Layout,
+    header: _SeriesHeader,
+    encoding: _PixelEncoding,
+    instance_number: int,
+    transfer_syntax: str,
+) -> Dataset:
+    """The single-frame MR dataset of slice ``k``, stored as ``layout`` says."""
+    ds = _base_dataset(MRImageStorage, ExplicitVRLittleEndian)
+    header.apply(ds)
+    ds.InstanceNumber = instance_number
+    ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = _orientation(
+        _stored_coordinates(volume, k, layout)
+    )
+    ds.SliceThickness = volume.spacing[0]
+    pixels = encoding.stored(layout.store(volume.values[k]))
+    encoding.describe(ds, *pixels.shape)
+    if encoding.slope != 1.0 or encoding.intercept != 0.0:  # identity rescale: left out
+        ds.RescaleSlope, ds.RescaleIntercept = encoding.slope, encoding.intercept
+    # Last, as a compressed syntax encodes from the header values set above.
+    set_pixel_data(ds, pixels, transfer_syntax)
+    return ds
+
+
+def _shared_functional_groups(volume: Volume, layout: Layout, encoding: _PixelEncoding) -> Dataset:
+    """The enhanced file's shared functional groups: orientation, pixel measures, rescale."""
+    iop, _, spacing = _orientation(_stored_coordinates(volume, 0, layout))
+    orientation, measures, transform = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = iop
+    measures.PixelSpacing, measures.SliceThickness = spacing, volume.spacing[0]
+    transform.RescaleSlope, transform.RescaleIntercept = encoding.slope, encoding.intercept
+    transform.RescaleType = "US"
+    shared = Dataset()
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelMeasuresSequence = [measures]
+    shared.PixelValueTransformationSequence = [transform]
+    return shared
+
+
+def _frame_functional_group(volume: Volume, k: int, layout: Layout) -> Dataset:
+    """The per-frame functional group of slice ``k``: its plane position."""
+    _, ipp, _ = _orientation(_stored_coordinates(volume, k, layout))
+    position, item = Dataset(), Dataset()
+    position.ImagePositionPatient = ipp
+    item.PlanePositionSequence = [position]
+    return item
 
 
 @dataclass
@@ -262,47 +377,30 @@ class DicomWriter:
         """
         folder.mkdir(parents=True, exist_ok=True)
         rng = random.Random(seed)
-        series_uid = series_uid or new_uid()
-        study_uid = study_uid or self.study_uid
-        bits = 16 if signed else bits_stored
-        slice_order = list(range(volume.n))
-        if order == "descending":
-            slice_order.reverse()
-        elif order == "shuffled":
-            rng.shuffle(slice_order)
-        numbers = list(range(1, volume.n + 1))
-        if instance_numbers == "shuffled":
-            rng.shuffle(numbers)
+        header = _SeriesHeader(
+            study_uid or self.study_uid,
+            series_uid or new_uid(),
+            modality,
+            description,
+            series_number,
+            ("ORIGINAL", "PRIMARY", "M", "ND"),
+        )
+        encoding = _PixelEncoding(
+            slope, intercept, signed, monochrome1, bits=16 if signed else bits_stored
+        )
+        # Drawn in this order (files, instance numbers, names) so that a seed keeps its export.
+        file_order = _slice_order(volume.n, order, rng)
+        numbers = _instance_numbers(file_order, instance_numbers, rng)
+        file_names = [_file_name(names, position, rng) for position in range(volume.n)]
         paths: dict[int, Path] = {}
-        for position_in_file_order, k in enumerate(slice_order):
-            ds = _base_dataset(MRImageStorage, ExplicitVRLittleEndian)
-            ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-            ds.Modality, ds.SeriesDescription = modality, description
-            ds.SeriesNumber = series_number
-            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-            ds.InstanceNumber = (
-                numbers[k] if instance_numbers == "geometric" else numbers[position_in_file_order]
+        for position, k in enumerate(file_order):
+            ds = _slice_dataset(
+                volume, k, layout, header, encoding, numbers[position], transfer_syntax
             )
-            ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing = _orientation(
-                _stored_coordinates(volume, k, layout)
-            )
-            ds.SliceThickness = volume.spacing[0]
-            pixels = _stored_values(
-                layout.store(volume.values[k]), slope, intercept, signed, monochrome1, bits
-            )
-            ds.Rows, ds.Columns = pixels.shape
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-            ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
-            ds.PixelRepresentation = 1 if signed else 0
-            if slope != 1.0 or intercept != 0.0:
-                ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-            set_pixel_data(ds, pixels, transfer_syntax)
             if edit is not None:
                 edit(ds, k)
-            path = folder / _file_name(names, position_in_file_order, rng)
-            dcmwrite(path, ds, enforce_file_format=True)
-            paths[k] = path
+            paths[k] = folder / file_names[position]
+            dcmwrite(paths[k], ds, enforce_file_format=True)
         return [paths[k] for k in range(volume.n)]
 
     def enhanced(
@@ -319,44 +417,26 @@ class DicomWriter:
     ) -> Path:
         """One enhanced MR multi-frame file, frames in ``order``, geometry in functional groups."""
         rng = random.Random(seed)
+        encoding = _PixelEncoding(slope, intercept, signed=False, monochrome1=False, bits=12)
         ds = _base_dataset(ENHANCED_MR_STORAGE, ExplicitVRLittleEndian)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study_uid, new_uid()
-        ds.Modality, ds.SeriesDescription, ds.SeriesNumber = "MR", "3D T1 enhanced", 7
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-        frame_order = list(range(volume.n))
-        if order == "shuffled":
-            rng.shuffle(frame_order)
-        elif order == "descending":
-            frame_order.reverse()
-        shared = Dataset()
-        iop, _, spacing = _orientation(_stored_coordinates(volume, 0, layout))
-        orientation, measures, transform = Dataset(), Dataset(), Dataset()
-        orientation.ImageOrientationPatient = iop
-        measures.PixelSpacing, measures.SliceThickness = spacing, volume.spacing[0]
-        transform.RescaleSlope, transform.RescaleIntercept = slope, intercept
-        transform.RescaleType = "US"
-        shared.PlaneOrientationSequence = [orientation]
-        shared.PixelMeasuresSequence = [measures]
-        shared.PixelValueTransformationSequence = [transform]
-        ds.SharedFunctionalGroupsSequence = [shared]
-        per_frame, frames = [], []
-        for k in frame_order:
-            _, ipp, _ = _orientation(_stored_coordinates(volume, k, layout))
-            position, item = Dataset(), Dataset()
-            position.ImagePositionPatient = ipp
-            item.PlanePositionSequence = [position]
-            per_frame.append(item)
-            frames.append(
-                _stored_values(layout.store(volume.values[k]), slope, intercept, False, False, 12)
-            )
-        ds.PerFrameFunctionalGroupsSequence = per_frame
+        _SeriesHeader(
+            self.study_uid,
+            new_uid(),
+            "MR",
+            "3D T1 enhanced",
+            7,
+            ("ORIGINAL", "PRIMARY", "M", "NONE"),
+        ).apply(ds)
+        frame_order = _slice_order(volume.n, order, rng)
+        ds.SharedFunctionalGroupsSequence = [_shared_functional_groups(volume, layout, encoding)]
+        ds.PerFrameFunctionalGroupsSequence = [
+            _frame_functional_group(volume, k, layout) for k in frame_order
+        ]
         if stray_top_level_position:
             ds.ImagePositionPatient = [0.0, 0.0, 0.0]  # a misleading copy some exporters add
-        pixels = np.stack(frames)
-        ds.NumberOfFrames = len(frames)
-        ds.Rows, ds.Columns = pixels.shape[1:]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        pixels = np.stack([encoding.stored(layout.store(volume.values[k])) for k in frame_order])
+        ds.NumberOfFrames = len(frame_order)
+        encoding.describe(ds, *pixels.shape[1:])
         ds.PixelData = pixels.tobytes()
         path.parent.mkdir(parents=True, exist_ok=True)
         dcmwrite(path, ds, enforce_file_format=True)
