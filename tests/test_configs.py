@@ -62,10 +62,6 @@ DOCUMENTED = {
 }
 
 
-def compose_config(name: str, overrides: list[str], hydra_config: bool = False) -> DictConfig:
-    return compose(name, overrides, return_hydra_config=hydra_config)
-
-
 def resolved(cfg: DictConfig) -> dict:
     """Every value resolved (fails on a broken interpolation or a value still ``???``)."""
     body = {k: v for k, v in cfg.items() if k != "hydra"}
@@ -93,7 +89,7 @@ def test_every_entry_point_has_a_primary_config() -> None:
 
 @pytest.mark.parametrize("name", PRIMARY)
 def test_primary_config_composes_and_resolves(name: str) -> None:
-    cfg = compose_config(name, REQUIRED.get(name, []), hydra_config=True)
+    cfg = compose(name, REQUIRED.get(name, []), return_hydra_config=True)
     resolved(cfg)
     # Hydra never changes the working directory, and runs go under paths.runs
     assert cfg.hydra.job.chdir is False
@@ -106,7 +102,7 @@ def test_primary_config_composes_and_resolves(name: str) -> None:
 )
 def test_every_group_option_composes(name: str, key: str, option: str) -> None:
     extra = OPTION_REQUIRED.get((key, option), [])
-    cfg = compose_config(name, [*REQUIRED.get(name, []), f"{key}={option}", *extra])
+    cfg = compose(name, [*REQUIRED.get(name, []), f"{key}={option}", *extra])
     resolved(cfg)
 
 
@@ -116,7 +112,7 @@ def test_every_group_option_composes(name: str, key: str, option: str) -> None:
     ids=lambda v: v if isinstance(v, str) else " ".join(v) or "defaults",
 )
 def test_documented_overrides_apply(name: str, overrides: list[str]) -> None:
-    cfg = compose_config(name, [*REQUIRED.get(name, []), *overrides])
+    cfg = compose(name, [*REQUIRED.get(name, []), *overrides])
     values = resolved(cfg)
     for override in overrides:
         key, value = override.split("=", 1)
@@ -130,7 +126,7 @@ def test_documented_overrides_apply(name: str, overrides: list[str]) -> None:
 
 
 def test_custom_data_group_takes_the_cli_contract() -> None:
-    cfg = compose_config("preprocess", ["data=custom", "data.root=/r", "data.labels=/l.csv",
+    cfg = compose("preprocess", ["data=custom", "data.root=/r", "data.labels=/l.csv",
                                         "data.name=mine"])
     assert (cfg.data.root, cfg.data.labels, cfg.data.name) == ("/r", "/l.csv", "mine")
     assert list(cfg.data.classes) == ["CN", "MCI", "AD"]
@@ -142,10 +138,10 @@ def test_demo_data_configs_point_where_the_generator_writes() -> None:
     from pipeline.synthetic import LABELS
     from pipeline.synthetic.cohort import DICOM_DIR
 
-    synthetic = compose_config("synthetic", [])
+    synthetic = compose("synthetic", [])
     out = Path(synthetic.out)
     for data, cohort in (("demo_dev", "dev"), ("demo_heldout", "heldout")):
-        cfg = compose_config("preprocess", [f"data={data}"])
+        cfg = compose("preprocess", [f"data={data}"])
         assert cohort in synthetic.cohorts
         assert Path(cfg.data.root) == out / cohort / DICOM_DIR
         assert Path(cfg.data.labels) == out / cohort / LABELS
@@ -153,10 +149,10 @@ def test_demo_data_configs_point_where_the_generator_writes() -> None:
 
 
 def test_preprocessing_recipe_is_shared_by_the_stages_that_carry_it() -> None:
-    hashes = {name: recipe_hash(compose_config(name, REQUIRED.get(name, [])))
+    hashes = {name: recipe_hash(compose(name, REQUIRED.get(name, [])))
               for name in ("preprocess", "train")}
     assert len(set(hashes.values())) == 1, hashes
-    changed = recipe_hash(compose_config("preprocess", ["normalize.size=96"]))
+    changed = recipe_hash(compose("preprocess", ["normalize.size=96"]))
     assert changed != hashes["preprocess"]
 
 
@@ -164,17 +160,17 @@ def test_preprocessing_recipe_is_shared_by_the_stages_that_carry_it() -> None:
 def test_synthetic_config_builds_valid_cohort_plans(overrides: list[str]) -> None:
     from pipeline.synthetic.__main__ import plans_from_config
 
-    plans = plans_from_config(compose_config("synthetic", overrides))
+    plans = plans_from_config(compose("synthetic", overrides))
     assert [p.out_dir.name for p in plans] == ["dev", "heldout"]
     assert len({p.site.id_prefix for p in plans}) == 2
     dev = plans[0]
-    assert sum(1 for t in dev.tasks if not t.defect) == compose_config(
+    assert sum(1 for t in dev.tasks if not t.defect) == compose(
         "synthetic", overrides).cohorts.dev.n_subjects
 
 
 def test_synthetic_refuses_colliding_subject_ids() -> None:
     from pipeline.synthetic.__main__ import plans_from_config
 
-    cfg = compose_config("synthetic", ["synthetic_site@cohorts.heldout.site=site_a"])
+    cfg = compose("synthetic", ["synthetic_site@cohorts.heldout.site=site_a"])
     with pytest.raises(ValueError, match="id prefix"):
         plans_from_config(cfg)

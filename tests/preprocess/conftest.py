@@ -13,11 +13,6 @@ from pipeline.config import compose
 from pipeline.synthetic.phantom import UID_PREFIX, DicomWriter, axial_volume, head_volume, new_uid
 
 
-def compose_preprocess(overrides: list[str] | None = None) -> DictConfig:
-    """``conf/preprocess.yaml`` composed with ``overrides``, as ``python -m`` would see it."""
-    return compose("preprocess", overrides or [])
-
-
 def ellipse_head(
     rows: int = 96,
     cols: int = 80,
@@ -41,7 +36,7 @@ def ellipse_head(
 
 @pytest.fixture(scope="session")
 def preprocess_cfg() -> DictConfig:
-    return compose_preprocess()
+    return compose("preprocess", [])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -120,7 +115,8 @@ def make_cohort(base: Path, n_good: int = 4, n_slices: int = 12, extras: bool = 
 
 def cohort_cfg(cohort: Cohort, cache: Path, name: str = "test", *overrides: str) -> DictConfig:
     """The preprocess config for ``cohort``: small stacks, small images, in-process workers."""
-    return compose_preprocess(
+    return compose(
+        "preprocess",
         [
             f"data.root={cohort.root}",
             f"data.labels={cohort.labels}",
@@ -131,5 +127,5 @@ def cohort_cfg(cohort: Cohort, cache: Path, name: str = "test", *overrides: str)
             "preprocess.workers=1",
             "preprocess.qc_samples=4",
             *overrides,
-        ]
+        ],
     )

@@ -8,7 +8,7 @@ import torch
 from monai.transforms import ScaleIntensityRangePercentiles
 from omegaconf import OmegaConf
 
-from pipeline.config import recipe_config
+from pipeline.config import compose, recipe_config
 from pipeline.preprocess.head import block_mean, repeat_to
 from pipeline.preprocess.transforms import (
     FastScaleIntensityRangePercentiles,
@@ -17,7 +17,7 @@ from pipeline.preprocess.transforms import (
     SliceNormalizer,
 )
 
-from .conftest import compose_preprocess, ellipse_head
+from .conftest import ellipse_head
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_head_mask_is_the_union_of_the_slices_in_one_channel():
 
 
 def test_size_override_and_a_chain_that_misses_the_size():
-    cfg = compose_preprocess(["normalize.size=96"])
+    cfg = compose("preprocess", ["normalize.size=96"])
     recipe = recipe_config(cfg)
     out = SliceNormalizer(recipe["normalize"])(np.stack([ellipse_head()] * 3), (1.0, 1.0))
     assert out.shape == (3, 96, 96)
