@@ -278,7 +278,8 @@ def run_all(args: argparse.Namespace, scratch: Path) -> dict:
     figures["up_to_date"] = timed(preprocess_command(large, cache, "large", args.workers))
     figures["small"] = timed(preprocess_command(small, cache, "small", args.workers))
     figures["prov_large"], figures["prov_small"] = (
-        provenance(cache, "large"), provenance(cache, "small")
+        provenance(cache, "large"),
+        provenance(cache, "small"),
     )
     figures["prov_single"] = min(
         figures["single_runs"], key=lambda p: p["timings"]["subject_cpu_ms"]
@@ -310,9 +311,11 @@ def report(figures: dict, workers: int) -> None:
         print(f"| {label} | {t.wall:.2f} | {t.cpu:.2f} | <= 2 s |")
     single = figures["prov_single"]
     runs = ", ".join(f"{p['timings']['subject_cpu_ms']:.1f}" for p in figures["single_runs"])
-    print(f"\nCPU per subject, one worker ({single['counts']['subjects_seen']} subjects; the "
-          f"lowest of the runs, one a pair: {runs} ms): {_per_step(single['timings'])}; "
-          "target <= 8 ms")
+    print(
+        f"\nCPU per subject, one worker ({single['counts']['subjects_seen']} subjects; the "
+        f"lowest of the runs, one a pair: {runs} ms): {_per_step(single['timings'])}; "
+        "target <= 8 ms"
+    )
     print(f"CPU per subject in each of the {workers} workers of (b): {_per_step(timings)}")
     load = timings.get("load_s", 0.0)
     print(f"(b) seconds, its first run: find + fingerprint {timings['plan_s']:.2f}, import torch "
@@ -341,8 +344,10 @@ def report(figures: dict, workers: int) -> None:
         for b, c in zip(figures["ours_runs"], figures["naive_runs"], strict=True)
     )
     print(f"\n(c) / (b), pair by pair in the order run: {pairs}")
-    print(f"\nratios: (b) end to end is {naive.wall / ours.wall:.1f}x faster than (c) "
-          f"(target >= 3), {rate_ours / (m / monai_wall):.1f}x faster than (d)")
+    print(
+        f"\nratios: (b) end to end is {naive.wall / ours.wall:.1f}x faster than (c) "
+        f"(target >= 3), {rate_ours / (m / monai_wall):.1f}x faster than (d)"
+    )
     if os.getloadavg()[0] > (os.cpu_count() or 1) * 0.75:
         print("note: the machine is busy with other work; wall-clock figures are understated")
 

@@ -101,19 +101,28 @@ def bench_speed(args: argparse.Namespace) -> dict:
         run_plans(plans, workers=args.workers)
         total = time.perf_counter() - started
         n = sum(len(p.tasks) for p in plans)
-        print(f"ours, both default cohorts: {n} subjects in {total:.1f} s with {args.workers} "
-              f"workers ({n / total:.1f} subjects/s); target <= 60 s")
+        print(
+            f"ours, both default cohorts: {n} subjects in {total:.1f} s with {args.workers} "
+            f"workers ({n / total:.1f} subjects/s); target <= 60 s"
+        )
 
         load_atlas()
         sample = plans[0].tasks[: args.baseline_subjects]
         torch.set_num_threads(1)
         ours = per_subject_seconds(sample, render_only)
         baseline = per_subject_seconds(sample, whole_volume_subject)
-        print(f"one process, rendering only: ours {ours:.3f} s/subject, whole-volume warp "
-              f"{baseline:.3f} s/subject -> {baseline / ours:.1f}x faster")
-    return {"subjects": n, "seconds": round(total, 2), "workers": args.workers,
-            "ours_render_s": round(ours, 4), "whole_volume_s": round(baseline, 4),
-            "speedup": round(baseline / ours, 2)}
+        print(
+            f"one process, rendering only: ours {ours:.3f} s/subject, whole-volume warp "
+            f"{baseline:.3f} s/subject -> {baseline / ours:.1f}x faster"
+        )
+    return {
+        "subjects": n,
+        "seconds": round(total, 2),
+        "workers": args.workers,
+        "ours_render_s": round(ours, 4),
+        "whole_volume_s": round(baseline, 4),
+        "speedup": round(baseline / ours, 2),
+    }
 
 
 # ----------------------------------------------------------------------------- difficulty
@@ -122,15 +131,19 @@ def _central_slices(task: SubjectTask) -> np.ndarray:
     return render_slices(task, [n // 2 - 1, n // 2, n // 2 + 1])
 
 
-def central_slices(plans: list[CohortPlan], workers: int
-                   ) -> list[list[tuple[np.ndarray, tuple[float, float]]]]:
+def central_slices(
+    plans: list[CohortPlan], workers: int
+) -> list[list[tuple[np.ndarray, tuple[float, float]]]]:
     """Per cohort, usable subjects only, in task order: (slices, pixel spacing)."""
     out = []
     with subject_pool(workers) as pool:
         for plan in plans:
             tasks = [t for t in plan.tasks if not t.defect]
-            images = list(pool.map(_central_slices, tasks, chunksize=4) if pool
-                          else map(_central_slices, tasks))
+            images = list(
+                pool.map(_central_slices, tasks, chunksize=4)
+                if pool
+                else map(_central_slices, tasks)
+            )
             out.append(images)
     return out
 
@@ -147,16 +160,20 @@ def labels_of(plan: CohortPlan, classes: list[str]) -> np.ndarray:
 
 
 def linear_baseline(seed: int) -> object:
-    return make_pipeline(StandardScaler(), PCA(n_components=50, random_state=seed),
-                         LogisticRegression(C=0.05, class_weight="balanced", max_iter=2000))
+    return make_pipeline(
+        StandardScaler(),
+        PCA(n_components=50, random_state=seed),
+        LogisticRegression(C=0.05, class_weight="balanced", max_iter=2000),
+    )
 
 
 def train_cnn(x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> SimpleCNN:
     torch.manual_seed(args.seed)
     model = SimpleCNN(in_channels=x.shape[1], num_classes=3, dropout=0.3)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=args.epochs *
-                                                int(np.ceil(len(x) / 16)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=2e-3, total_steps=args.epochs * int(np.ceil(len(x) / 16))
+    )
     weights = torch.tensor(len(y) / (3 * np.bincount(y, minlength=3)), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -183,8 +200,10 @@ def bench_difficulty(args: argparse.Namespace) -> dict:
     raw = central_slices(plans, args.workers)
     x_dev, x_test = (normalise(r, args.size) for r in raw)
     y_dev, y_test = (labels_of(p, classes) for p in plans)
-    print(f"rendered and normalised {len(x_dev)} + {len(x_test)} subjects' central slices in "
-          f"{time.perf_counter() - started:.1f} s")
+    print(
+        f"rendered and normalised {len(x_dev)} + {len(x_test)} subjects' central slices in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
 
     flat_dev, flat_test = x_dev.reshape(len(x_dev), -1), x_test.reshape(len(x_test), -1)
     folds = StratifiedKFold(5, shuffle=True, random_state=args.seed)
@@ -202,16 +221,24 @@ def bench_difficulty(args: argparse.Namespace) -> dict:
             if task.defect:
                 continue
             d = draw_subject(task, load_atlas())
-            rows.append([d.person.severity, d.anatomy.ventricle_expansion_mm,
-                         d.anatomy.cortical_thinning_mm, d.person.age])
+            rows.append(
+                [
+                    d.person.severity,
+                    d.anatomy.ventricle_expansion_mm,
+                    d.anatomy.cortical_thinning_mm,
+                    d.person.age,
+                ]
+            )
         truth[name] = np.array(rows)
     oracle = LogisticRegression(class_weight="balanced").fit(truth["dev"][:, :1], y_dev)
     results["oracle_severity"] = balanced_accuracy_score(
-        y_test, oracle.predict(truth["heldout"][:, :1]))
+        y_test, oracle.predict(truth["heldout"][:, :1])
+    )
     anat = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced"))
     anat.fit(truth["dev"][:, 1:], y_dev)
     results["oracle_anatomy"] = balanced_accuracy_score(
-        y_test, anat.predict(truth["heldout"][:, 1:]))
+        y_test, anat.predict(truth["heldout"][:, 1:])
+    )
 
     if args.epochs > 0:
         torch.set_num_threads(args.workers)
@@ -220,8 +247,10 @@ def bench_difficulty(args: argparse.Namespace) -> dict:
         with torch.no_grad():
             pred = model(torch.from_numpy(x_test)).argmax(1).numpy()
         results["cnn_dev_to_heldout"] = balanced_accuracy_score(y_test, pred)
-        print(f"trained the CNN ({args.epochs} epochs, {args.size}px) in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(
+            f"trained the CNN ({args.epochs} epochs, {args.size}px) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
 
     print("balanced accuracy (3 classes, chance 0.33):")
     for key, value in results.items():
@@ -233,8 +262,9 @@ def bench_difficulty(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--only", choices=["speed", "difficulty"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-subjects", type=int, default=3)

@@ -36,9 +36,15 @@ from pipeline.preprocess.geometry import LPS_TO_RAS  # noqa: E402
 from pipeline.preprocess.ingest import IngestContext, scan_subject  # noqa: E402
 from pipeline.preprocess.template import DEFAULT_POINT_MM, register, to_sitk  # noqa: E402
 
-SAGITTAL = {"acquisition": "sagittal_3d", "n_slices": 110, "slice_spacing_mm": [1.5, 1.5],
-            "thickness_fraction": [1.0, 1.0], "matrix": [[160, 160]], "fov_mm": [240.0, 240.0],
-            "stack_offset_mm": 30.0}
+SAGITTAL = {
+    "acquisition": "sagittal_3d",
+    "n_slices": 110,
+    "slice_spacing_mm": [1.5, 1.5],
+    "thickness_fraction": [1.0, 1.0],
+    "matrix": [[160, 160]],
+    "fov_mm": [240.0, 240.0],
+    "stack_offset_mm": 30.0,
+}
 SERIES = {"modality": "MR", "description_exclude": "(?i)localizer", "plane": "axial"}
 
 
@@ -60,10 +66,22 @@ def dipy(volume: np.ndarray, affine: np.ndarray, point: np.ndarray) -> np.ndarra
     template = load_mni152_template(resolution=2)
     static, static_affine = np.asarray(template.get_fdata(), np.float32), template.affine
     start = transform_centers_of_mass(static, static_affine, volume, affine)
-    method = AffineRegistration(MutualInformationMetric(32, 0.25), level_iters=[100, 50],
-                                sigmas=[2.0, 1.0], factors=[4, 2], verbosity=0)
-    found = method.optimize(static, volume, AffineTransform3D(), None, static_affine, affine,
-                            starting_affine=start.affine)
+    method = AffineRegistration(
+        MutualInformationMetric(32, 0.25),
+        level_iters=[100, 50],
+        sigmas=[2.0, 1.0],
+        factors=[4, 2],
+        verbosity=0,
+    )
+    found = method.optimize(
+        static,
+        volume,
+        AffineTransform3D(),
+        None,
+        static_affine,
+        affine,
+        starting_affine=start.affine,
+    )
     return (found.affine @ np.r_[point, 1.0])[:3]
 
 
@@ -75,22 +93,32 @@ def antspy(volume: np.ndarray, affine: np.ndarray, point: np.ndarray) -> np.ndar
         reference = to_sitk(array, ras, order)
         data = array if order == "ijk" else np.transpose(array, (2, 1, 0))
         direction = np.asarray(reference.GetDirection()).reshape(3, 3)
-        return ants.from_numpy(np.ascontiguousarray(data, np.float32),
-                               origin=list(reference.GetOrigin()),
-                               spacing=list(reference.GetSpacing()), direction=direction)
+        return ants.from_numpy(
+            np.ascontiguousarray(data, np.float32),
+            origin=list(reference.GetOrigin()),
+            spacing=list(reference.GetSpacing()),
+            direction=direction,
+        )
 
     template = load_mni152_template(resolution=2)
     fixed = image(np.asarray(template.get_fdata(), np.float32), template.affine, "ijk")
-    found = ants.registration(fixed=fixed, moving=image(volume, affine, "kji"),
-                              type_of_transform="Affine", aff_metric="mattes")
+    found = ants.registration(
+        fixed=fixed,
+        moving=image(volume, affine, "kji"),
+        type_of_transform="Affine",
+        aff_metric="mattes",
+    )
     transform = ants.read_transform(found["fwdtransforms"][0])
     lps = LPS_TO_RAS[:3, :3] @ point
     return LPS_TO_RAS[:3, :3] @ np.asarray(transform.apply_to_point(lps.tolist()))
 
 
 #: name -> (module to import, function)
-CANDIDATES = {"SimpleITK": ("SimpleITK", simpleitk), "dipy": ("dipy", dipy),
-              "ANTsPy": ("ants", antspy)}
+CANDIDATES = {
+    "SimpleITK": ("SimpleITK", simpleitk),
+    "dipy": ("dipy", dipy),
+    "ANTsPy": ("ants", antspy),
+}
 
 
 def cohort_stacks(root: Path, truth) -> list[tuple]:
@@ -119,14 +147,21 @@ def main() -> None:
             usable[name] = fn
         except ImportError:
             print(f"{name}: not importable, skipped")
-    print("| input | library | seconds per subject | error mm (3D), mean / max | along the "
-          "normal, mean / max |")
+    print(
+        "| input | library | seconds per subject | error mm (3D), mean / max | along the "
+        "normal, mean / max |"
+    )
     print("|---|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for kind, settings in (("2D axial, 44 x 4 mm", {}), ("3D sagittal, 1.5 mm", SAGITTAL)):
-            out = generate_cohort(Path(tmp) / kind.split(",")[0].replace(" ", "_"),
-                                  n_subjects=args.subjects, seed=3, workers=2, p_localizer=0.0,
-                                  **settings)
+            out = generate_cohort(
+                Path(tmp) / kind.split(",")[0].replace(" ", "_"),
+                n_subjects=args.subjects,
+                seed=3,
+                workers=2,
+                p_localizer=0.0,
+                **settings,
+            )
             stacks = cohort_stacks(out / "dicom", pd.read_csv(out / "truth.csv"))
             for name, fn in usable.items():
                 errors, along, start = [], [], time.perf_counter()
@@ -137,8 +172,10 @@ def main() -> None:
                     errors.append(float(np.linalg.norm(found - truth)))
                     along.append(abs(float((found - truth) @ normal)))
                 seconds = (time.perf_counter() - start) / len(stacks)
-                print(f"| {kind} | {name} | {seconds:.2f} | {np.mean(errors):.1f} / "
-                      f"{np.max(errors):.1f} | {np.mean(along):.1f} / {np.max(along):.1f} |")
+                print(
+                    f"| {kind} | {name} | {seconds:.2f} | {np.mean(errors):.1f} / "
+                    f"{np.max(errors):.1f} | {np.mean(along):.1f} / {np.max(along):.1f} |"
+                )
 
 
 if __name__ == "__main__":

@@ -85,13 +85,17 @@ def test_subjects_seen_cover_every_fold() -> None:
 def test_fold_entry_round_trip(tmp_path) -> None:
     entry = _fold(3)
     again = load_fold_entry(save_fold_entry(tmp_path / "fold_result.pt", entry))
-    assert again.summary() == entry.summary() == {
-        "best_epoch": 3,
-        "epochs_trained": 7,
-        "val_metrics": {"val_bal_acc": 0.75},
-        "n_train_subjects": 2,
-        "n_val_subjects": 1,
-    }
+    assert (
+        again.summary()
+        == entry.summary()
+        == {
+            "best_epoch": 3,
+            "epochs_trained": 7,
+            "val_metrics": {"val_bal_acc": 0.75},
+            "n_train_subjects": 2,
+            "n_val_subjects": 1,
+        }
+    )
 
 
 def test_models_are_rebuilt_with_each_folds_weights() -> None:

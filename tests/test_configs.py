@@ -17,8 +17,11 @@ PRIMARY = sorted(p.stem for p in CONF.glob("*.yaml"))
 #: What a primary config needs on the command line before it resolves (its ``???`` values).
 REQUIRED = {
     "evaluate": ["checkpoint=runs/train/x/checkpoints/best.pt"],
-    "predict": ["checkpoint=runs/train/x/checkpoints/best.pt", "data.root=/scans",
-                "data.name=clinic"],
+    "predict": [
+        "checkpoint=runs/train/x/checkpoints/best.pt",
+        "data.root=/scans",
+        "data.name=clinic",
+    ],
 }
 
 #: What a group option needs before it resolves.
@@ -28,8 +31,7 @@ OPTION_REQUIRED = {("data", "custom"): ["data.root=/scans", "data.name=mine"]}
 DOCUMENTED = {
     "preprocess": [
         ["data.root=/scans/adni", "data.labels=/scans/labels.csv", "data.name=adni"],
-        ["data=custom", "data.root=/scans/adni", "data.labels=/scans/labels.tsv",
-         "data.name=adni"],
+        ["data=custom", "data.root=/scans/adni", "data.labels=/scans/labels.tsv", "data.name=adni"],
         ["data=demo_heldout"],
         ["slices.expected=null"],
         ["slices.mode=brain", "slices.count=3", "slices.offset=1"],
@@ -126,8 +128,9 @@ def test_documented_overrides_apply(name: str, overrides: list[str]) -> None:
 
 
 def test_custom_data_group_takes_the_cli_contract() -> None:
-    cfg = compose("preprocess", ["data=custom", "data.root=/r", "data.labels=/l.csv",
-                                        "data.name=mine"])
+    cfg = compose(
+        "preprocess", ["data=custom", "data.root=/r", "data.labels=/l.csv", "data.name=mine"]
+    )
     assert (cfg.data.root, cfg.data.labels, cfg.data.name) == ("/r", "/l.csv", "mine")
     assert list(cfg.data.classes) == ["CN", "MCI", "AD"]
     assert cfg.slices.expected == 44
@@ -149,8 +152,9 @@ def test_demo_data_configs_point_where_the_generator_writes() -> None:
 
 
 def test_preprocessing_recipe_is_shared_by_the_stages_that_carry_it() -> None:
-    hashes = {name: recipe_hash(compose(name, REQUIRED.get(name, [])))
-              for name in ("preprocess", "train")}
+    hashes = {
+        name: recipe_hash(compose(name, REQUIRED.get(name, []))) for name in ("preprocess", "train")
+    }
     assert len(set(hashes.values())) == 1, hashes
     changed = recipe_hash(compose("preprocess", ["normalize.size=96"]))
     assert changed != hashes["preprocess"]
@@ -164,8 +168,10 @@ def test_synthetic_config_builds_valid_cohort_plans(overrides: list[str]) -> Non
     assert [p.out_dir.name for p in plans] == ["dev", "heldout"]
     assert len({p.site.id_prefix for p in plans}) == 2
     dev = plans[0]
-    assert sum(1 for t in dev.tasks if not t.defect) == compose(
-        "synthetic", overrides).cohorts.dev.n_subjects
+    assert (
+        sum(1 for t in dev.tasks if not t.defect)
+        == compose("synthetic", overrides).cohorts.dev.n_subjects
+    )
 
 
 def test_synthetic_refuses_colliding_subject_ids() -> None:

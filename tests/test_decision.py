@@ -62,9 +62,10 @@ def test_prior_shift_recovers_balanced_accuracy() -> None:
     argmax = _bal_acc(new_labels, new_probs.argmax(1))
     ruled = _bal_acc(new_labels, fitted.apply(new_probs).predicted)
     assert ruled > argmax + 0.03
-    assert np.bincount(fitted.apply(new_probs).predicted, minlength=3)[2] > np.bincount(
-        new_probs.argmax(1), minlength=3
-    )[2]
+    assert (
+        np.bincount(fitted.apply(new_probs).predicted, minlength=3)[2]
+        > np.bincount(new_probs.argmax(1), minlength=3)[2]
+    )
 
 
 def test_round_trip_and_description() -> None:

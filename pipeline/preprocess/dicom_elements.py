@@ -127,7 +127,6 @@ def skip_sequence(window: Window, pos: int, implicit: bool) -> int:
                 pos += length
 
 
-
 def sequence_end(data: bytes, value: int, implicit: bool) -> int | None:
     """Where the undefined-length sequence whose items start at ``value`` ends (just after its
     delimiter), when all of it lies in ``data``; None when it does not or is malformed.

@@ -88,6 +88,7 @@ _PYDICOM_ONLY = frozenset({0x52009229, 0x52009230, 0x00283000})
 _PIXEL_TAGS = frozenset({0x7FE00008, 0x7FE00009, 0x7FE00010})
 _TRANSFER_SYNTAX, _SOP_CLASS = 0x00020010, 0x00020002
 
+
 @dataclass(frozen=True)
 class DatasetStream:
     """The dataset of a Part 10 file, after its file meta: in the file, or inflated in memory."""

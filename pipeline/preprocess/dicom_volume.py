@@ -216,8 +216,9 @@ class _NativeLayout:
     bits_stored: int
 
 
-def _native_layout(fd: int, frames: int, rows: int, cols: int, item: DicomSlice
-                   ) -> _NativeLayout | None:
+def _native_layout(
+    fd: int, frames: int, rows: int, cols: int, item: DicomSlice
+) -> _NativeLayout | None:
     """The layout of native pixel data that ends the file, or None (decode with pydicom).
 
     The Pixel Data element must be the file's last and its header must say so exactly: the tag,
@@ -314,8 +315,9 @@ class DicomVoxels:
             out.append(to_physical(picked, item))
         return np.stack(out).astype(np.float32, copy=False)
 
-    def _read_rows(self, item: DicomSlice, n_frames: int, first: int, last: int
-                   ) -> np.ndarray | None:
+    def _read_rows(
+        self, item: DicomSlice, n_frames: int, first: int, last: int
+    ) -> np.ndarray | None:
         rows, cols = self.frames.shape
         try:
             fd = os.open(item.path, os.O_RDONLY)
@@ -336,4 +338,3 @@ class DicomVoxels:
             raise SliceReadError(item.path, str(err), what="cannot read the pixels of") from err
         block = np.frombuffer(data, dtype=layout.dtype).reshape(last - first + 1, cols)
         return _correct_unused_bits(block, layout)
-

@@ -295,7 +295,7 @@ def acquisition_kind(
     pixel_spacing_mm: Sequence[float],
     thickness_mm: float | None = None,
 ) -> str:
-    """"3D" or "2D": MRAcquisitionType when declared, else near-isotropic contiguous voxels."""
+    """ "3D" or "2D": MRAcquisitionType when declared, else near-isotropic contiguous voxels."""
     declared = (declared or "").strip().upper()
     if declared in ("2D", "3D"):
         return declared

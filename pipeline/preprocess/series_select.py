@@ -111,8 +111,9 @@ def stack_from_volume(volume: Volume, context: IngestContext) -> Candidate:
     """Checks 9 and 10, then the volume's stack in the output plane (SeriesRejected if unusable)."""
     geometry = volume.geometry
     plane = output_plane(volume, context.series)
-    _check_expected(geometry.shape[geometry.slice_axis], context.expected_slices,
-                    geometry.acquisition)
+    _check_expected(
+        geometry.shape[geometry.slice_axis], context.expected_slices, geometry.acquisition
+    )
     try:
         view = plane_view(geometry, plane)
     except GeometryError as err:

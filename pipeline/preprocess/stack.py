@@ -37,6 +37,7 @@ __all__ = ["REJECTION_LEVELS", "Rejection", "SliceStack"]
 if TYPE_CHECKING:  # volume -> options -> discover -> this module
     from pipeline.preprocess.volume import VoxelSource
 
+
 @dataclass(frozen=True)
 class SliceStack:
     """One accepted series (or NIfTI volume) of one subject/session: the slices of one plane.

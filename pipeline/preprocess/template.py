@@ -107,7 +107,9 @@ def register(subject: object) -> object:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # reproducible sampling and sums
     try:
         initial = sitk.CenteredTransformInitializer(
-            fixed, subject, sitk.AffineTransform(3),
+            fixed,
+            subject,
+            sitk.AffineTransform(3),
             sitk.CenteredTransformInitializerFilter.MOMENTS,
         )
         method = sitk.ImageRegistrationMethod()

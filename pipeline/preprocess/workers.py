@@ -103,8 +103,11 @@ def task_chunks(tasks: Sequence[SubjectTask], workers: int) -> list[Sequence[Sub
 
 
 def _results_as_done(
-    pool: Executor, process: Any, context: SubjectContext,
-    chunks: Sequence[Sequence[SubjectTask]], progress: bool,
+    pool: Executor,
+    process: Any,
+    context: SubjectContext,
+    chunks: Sequence[Sequence[SubjectTask]],
+    progress: bool,
 ) -> Iterator[SubjectRecord]:
     # Submit before the progress bar exists: forked workers start here, before its thread does.
     futures = [pool.submit(process, context, chunk) for chunk in chunks]

@@ -132,8 +132,9 @@ def _ventricles(csf: np.ndarray, depth: np.ndarray, index_to_ras: np.ndarray) ->
     ``depth`` is the distance (mm) from each voxel to the outside of the brain.
     """
     deep_csf = (csf > 0.5) & (depth > 8)
-    for coord, (lo, hi) in zip(_axis_coordinates(csf.shape, index_to_ras), _VENTRICLE_BOX,
-                               strict=True):
+    for coord, (lo, hi) in zip(
+        _axis_coordinates(csf.shape, index_to_ras), _VENTRICLE_BOX, strict=True
+    ):
         deep_csf &= (coord > lo) & (coord < hi)
     labels, n = ndi.label(deep_csf)
     if n == 0:
@@ -172,12 +173,24 @@ def _ventricle_field(ventricles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return direction, distance
 
 
-def _resample(volume: np.ndarray, index_map: np.ndarray, shape: tuple[int, ...],
-              order: int = 1, mode: str = "nearest", cval: float = 0.0) -> np.ndarray:
+def _resample(
+    volume: np.ndarray,
+    index_map: np.ndarray,
+    shape: tuple[int, ...],
+    order: int = 1,
+    mode: str = "nearest",
+    cval: float = 0.0,
+) -> np.ndarray:
     """Sample ``volume`` at the voxel indices ``index_map @ [i, j, k, 1]`` of a new grid."""
-    return ndi.affine_transform(volume, index_map[:3, :3], offset=index_map[:3, 3],
-                                output_shape=shape, order=order, mode=mode,
-                                cval=cval).astype(np.float32)
+    return ndi.affine_transform(
+        volume,
+        index_map[:3, :3],
+        offset=index_map[:3, 3],
+        output_shape=shape,
+        order=order,
+        mode=mode,
+        cval=cval,
+    ).astype(np.float32)
 
 
 def _coarse_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -191,8 +204,13 @@ def _coarse_grid(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray
     return index_to_ras, coarse_shape
 
 
-def _outline_distance(brain: np.ndarray, coarse_to_template: np.ndarray, shape: tuple[int, ...],
-                      index_to_ras: np.ndarray, template_bottom_z: float) -> np.ndarray:
+def _outline_distance(
+    brain: np.ndarray,
+    coarse_to_template: np.ndarray,
+    shape: tuple[int, ...],
+    index_to_ras: np.ndarray,
+    template_bottom_z: float,
+) -> np.ndarray:
     """Signed distance (mm, > 0 outside) to a smooth outline of the brain, on the coarse grid.
 
     The outline is the brain mask with its sulci closed by smoothing (the skull is smooth, not
@@ -243,12 +261,17 @@ def load_atlas() -> Atlas:
     coarse_index_to_ras, coarse_shape = _coarse_grid(affine, t1.shape)
     coarse_to_template = np.linalg.inv(affine) @ coarse_index_to_ras
     direction, distance = _ventricle_field(ventricles)
-    field_coarse = [_resample(c, coarse_to_template, coarse_shape, mode="constant")
-                    for c in direction]
-    field_coarse.append(_resample(distance, coarse_to_template, coarse_shape, mode="constant",
-                                  cval=FAR_FROM_VENTRICLES_MM))
-    outline = _outline_distance(brain, coarse_to_template, coarse_shape, coarse_index_to_ras,
-                                float(affine[2, 3]))
+    field_coarse = [
+        _resample(c, coarse_to_template, coarse_shape, mode="constant") for c in direction
+    ]
+    field_coarse.append(
+        _resample(
+            distance, coarse_to_template, coarse_shape, mode="constant", cval=FAR_FROM_VENTRICLES_MM
+        )
+    )
+    outline = _outline_distance(
+        brain, coarse_to_template, coarse_shape, coarse_index_to_ras, float(affine[2, 3])
+    )
 
     surface_idx = np.argwhere(brain & (brain_depth <= 1.0))
     surface_idx = surface_idx[:: max(1, len(surface_idx) // 4000)]

@@ -100,11 +100,17 @@ class CohortPlan:
         return config_hash(self.settings())
 
 
-def plan_cohort(out_dir: str | Path, *, n_subjects: int, seed: int,
-                site: str | Mapping[str, Any] | SiteProfile = "A",
-                class_mix: Mapping[str, float] | None = None,
-                anatomy: str | Mapping[str, Any] | AnatomyModel = "default",
-                defects: Mapping[str, int] | None = None, **overrides: Any) -> CohortPlan:
+def plan_cohort(
+    out_dir: str | Path,
+    *,
+    n_subjects: int,
+    seed: int,
+    site: str | Mapping[str, Any] | SiteProfile = "A",
+    class_mix: Mapping[str, float] | None = None,
+    anatomy: str | Mapping[str, Any] | AnatomyModel = "default",
+    defects: Mapping[str, int] | None = None,
+    **overrides: Any,
+) -> CohortPlan:
     """Ids, labels and per-subject seeds of a cohort (nothing is written yet)."""
     site_over, anatomy_over = split_overrides(overrides)
     profile = site_profile(site, **site_over)
@@ -112,8 +118,10 @@ def plan_cohort(out_dir: str | Path, *, n_subjects: int, seed: int,
     mix = {str(k): float(v) for k, v in (class_mix or DEFAULT_CLASS_MIX).items()}
     unknown = sorted(set(mix) - set(model.classes))
     if unknown:
-        raise ValueError(f"class_mix names classes {unknown} the anatomy model lacks "
-                         f"(it has {list(model.classes)})")
+        raise ValueError(
+            f"class_mix names classes {unknown} the anatomy model lacks "
+            f"(it has {list(model.classes)})"
+        )
     bad = sorted(set(defects or {}) - set(DEFECTS))
     if bad:
         raise ValueError(f"unknown defect(s) {bad}; choices: {list(DEFECTS)}")
@@ -128,15 +136,29 @@ def plan_cohort(out_dir: str | Path, *, n_subjects: int, seed: int,
     extra = [d for d in DEFECTS for _ in range(defect_counts.get(d, 0))]
     extra_labels = [str(rng.choice(sorted(mix), p=_normalised(mix))) for _ in extra]
 
-    plan = CohortPlan(out_dir=Path(out_dir), site=profile, model=model, seed=int(seed),
-                      class_mix=mix, defects=defect_counts)
+    plan = CohortPlan(
+        out_dir=Path(out_dir),
+        site=profile,
+        model=model,
+        seed=int(seed),
+        class_mix=mix,
+        defects=defect_counts,
+    )
     width = max(4, len(str(len(subject_seeds))))
     for i, (label, defect) in enumerate(
         [(lab, "") for lab in labels] + list(zip(extra_labels, extra, strict=True))
     ):
-        plan.tasks.append(SubjectTask(
-            subject_id=f"{profile.id_prefix}{i + 1:0{width}d}", label=label,
-            seed=subject_seeds[i], site=profile, model=model, dicom_root="", defect=defect))
+        plan.tasks.append(
+            SubjectTask(
+                subject_id=f"{profile.id_prefix}{i + 1:0{width}d}",
+                label=label,
+                seed=subject_seeds[i],
+                site=profile,
+                model=model,
+                dicom_root="",
+                defect=defect,
+            )
+        )
     return plan
 
 
@@ -182,8 +204,9 @@ def subject_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     load_atlas()  # built once here; forked workers inherit it
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker
+    ) as pool:
         yield pool
 
 
@@ -208,15 +231,21 @@ def _finish(plan: CohortPlan, truths: Sequence[dict[str, Any]], seconds: float) 
     write_csv(plan.work_dir / TRUTH, truth)
     usable = truth.loc[truth["defect"] == "", "label"]
     counts = usable.value_counts().reindex(list(plan.class_mix), fill_value=0)
-    write_json(plan.work_dir / STAMP, {
-        "settings_hash": plan.settings_hash(),
-        "settings": plan.settings(),
-        "counts": {"usable": len(usable), "labelled_rows": len(labels),
-                   "per_class": {k: int(v) for k, v in counts.items()},
-                   "defects": plan.defects},
-        "seconds": round(seconds, 2),
-        "versions": package_versions(),
-    })
+    write_json(
+        plan.work_dir / STAMP,
+        {
+            "settings_hash": plan.settings_hash(),
+            "settings": plan.settings(),
+            "counts": {
+                "usable": len(usable),
+                "labelled_rows": len(labels),
+                "per_class": {k: int(v) for k, v in counts.items()},
+                "defects": plan.defects,
+            },
+            "seconds": round(seconds, 2),
+            "versions": package_versions(),
+        },
+    )
     old = plan.out_dir.with_name(f".{plan.out_dir.name}.old-{os.getpid()}")
     if plan.out_dir.exists():
         plan.out_dir.rename(old)
@@ -244,8 +273,11 @@ def run_plans(plans: Sequence[CohortPlan], workers: int = 1, progress: bool = Fa
     started = time.perf_counter()
     try:
         with subject_pool(workers) as pool:
-            mapped = (pool.map(generate_subject, [t for _, t in tasks], chunksize=2) if pool
-                      else map(generate_subject, (t for _, t in tasks)))
+            mapped = (
+                pool.map(generate_subject, [t for _, t in tasks], chunksize=2)
+                if pool
+                else map(generate_subject, (t for _, t in tasks))
+            )
             if progress:
                 from tqdm import tqdm
 
@@ -260,12 +292,19 @@ def run_plans(plans: Sequence[CohortPlan], workers: int = 1, progress: bool = Fa
                 shutil.rmtree(plan.work_dir, ignore_errors=True)
 
 
-def generate_cohort(out_dir: str | Path, *, n_subjects: int, seed: int,
-                    site: str | Mapping[str, Any] | SiteProfile = "A",
-                    class_mix: Mapping[str, float] | None = None, workers: int = 1,
-                    anatomy: str | Mapping[str, Any] | AnatomyModel = "default",
-                    defects: Mapping[str, int] | None = None, progress: bool = False,
-                    **overrides: Any) -> Path:
+def generate_cohort(
+    out_dir: str | Path,
+    *,
+    n_subjects: int,
+    seed: int,
+    site: str | Mapping[str, Any] | SiteProfile = "A",
+    class_mix: Mapping[str, float] | None = None,
+    workers: int = 1,
+    anatomy: str | Mapping[str, Any] | AnatomyModel = "default",
+    defects: Mapping[str, int] | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> Path:
     """Write a synthetic cohort and return ``out_dir``.
 
     ``out_dir`` gets ``dicom/<subject_id>/...`` (the raw export), ``labels.csv``
@@ -285,7 +324,15 @@ def generate_cohort(out_dir: str | Path, *, n_subjects: int, seed: int,
         **overrides: any site-profile or anatomy-model key, e.g. ``p_localizer=1.0``,
             ``matrix=[[64, 64]]`` (small images for fast tests), ``transfer_syntax={...}``.
     """
-    plan = plan_cohort(out_dir, n_subjects=n_subjects, seed=seed, site=site,
-                       class_mix=class_mix, anatomy=anatomy, defects=defects, **overrides)
+    plan = plan_cohort(
+        out_dir,
+        n_subjects=n_subjects,
+        seed=seed,
+        site=site,
+        class_mix=class_mix,
+        anatomy=anatomy,
+        defects=defects,
+        **overrides,
+    )
     run_plans([plan], workers=workers, progress=progress)
     return plan.out_dir

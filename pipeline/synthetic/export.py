@@ -32,14 +32,52 @@ INSTANCE_ORDERS = ("ascending", "descending", "interleaved")
 STRAY_FILES = (".DS_Store", "Thumbs.db", "notes.txt", "export_log.txt")
 
 _FIRST_NAMES = (
-    "ADELINE", "BARNABY", "CORDELIA", "DESMOND", "EULALIA", "FITZGERALD", "GWENDOLYN", "HORATIO",
-    "ISOLDE", "JEBEDIAH", "KESTREL", "LEOPOLDINE", "MORDECAI", "NERISSA", "OSWIN", "PERPETUA",
-    "QUENTIN", "ROSALIND", "SEBASTIAN", "TABITHA", "ULYSSES", "VERITY", "WILHELMINA", "XAVIER",
+    "ADELINE",
+    "BARNABY",
+    "CORDELIA",
+    "DESMOND",
+    "EULALIA",
+    "FITZGERALD",
+    "GWENDOLYN",
+    "HORATIO",
+    "ISOLDE",
+    "JEBEDIAH",
+    "KESTREL",
+    "LEOPOLDINE",
+    "MORDECAI",
+    "NERISSA",
+    "OSWIN",
+    "PERPETUA",
+    "QUENTIN",
+    "ROSALIND",
+    "SEBASTIAN",
+    "TABITHA",
+    "ULYSSES",
+    "VERITY",
+    "WILHELMINA",
+    "XAVIER",
 )
 _LAST_NAMES = (
-    "ABERNATHY", "BLACKTHORNE", "CRUMWELL", "DUNSWORTH", "ELDERBERRY", "FAIRWEATHER", "GLENDOWER",
-    "HAWTHORNE", "IRONSIDE", "JOLLIFFE", "KNIGHTLEY", "LOCKWOOD", "MERRIWEATHER", "NETHERCOTT",
-    "OAKENSHAW", "PEMBERTON", "QUARRINGTON", "ROOKWOOD", "SHACKLEFORD", "THISTLEWOOD",
+    "ABERNATHY",
+    "BLACKTHORNE",
+    "CRUMWELL",
+    "DUNSWORTH",
+    "ELDERBERRY",
+    "FAIRWEATHER",
+    "GLENDOWER",
+    "HAWTHORNE",
+    "IRONSIDE",
+    "JOLLIFFE",
+    "KNIGHTLEY",
+    "LOCKWOOD",
+    "MERRIWEATHER",
+    "NETHERCOTT",
+    "OAKENSHAW",
+    "PEMBERTON",
+    "QUARRINGTON",
+    "ROOKWOOD",
+    "SHACKLEFORD",
+    "THISTLEWOOD",
 )
 _TOKEN_CHARS = np.array(list(string.ascii_uppercase + string.digits))
 _HEX = np.array(list("0123456789ABCDEF"))
@@ -140,8 +178,14 @@ class ScannerInfo:
     feet_first: bool
 
 
-def _series_dataset(series: Series, who: Identity, scanner: ScannerInfo, study_uid: str,
-                    frame_uid: str, series_uid: str) -> Dataset:
+def _series_dataset(
+    series: Series,
+    who: Identity,
+    scanner: ScannerInfo,
+    study_uid: str,
+    frame_uid: str,
+    series_uid: str,
+) -> Dataset:
     """The header elements every file of a series shares."""
     geo, acq = series.geometry, series.acquisition
     ds = Dataset()
@@ -198,9 +242,18 @@ def _series_dataset(series: Series, who: Identity, scanner: ScannerInfo, study_u
     return ds
 
 
-def write_series(series: Series, folder: Path, file_names: Sequence[str], *, who: Identity,
-                 scanner: ScannerInfo, study_uid: str, frame_uid: str, series_uid: str,
-                 transfer_syntax: str) -> list[Path]:
+def write_series(
+    series: Series,
+    folder: Path,
+    file_names: Sequence[str],
+    *,
+    who: Identity,
+    scanner: ScannerInfo,
+    study_uid: str,
+    frame_uid: str,
+    series_uid: str,
+    transfer_syntax: str,
+) -> list[Path]:
     """Write one file per slice into ``folder``; return the paths (geometric order)."""
     folder.mkdir(parents=True, exist_ok=True)
     geo = series.geometry
@@ -229,8 +282,14 @@ def write_series(series: Series, folder: Path, file_names: Sequence[str], *, who
 
 
 #: Per-frame elements of a classic file that an enhanced file keeps in its functional groups.
-_CLASSIC_GEOMETRY = ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "RescaleSlope",
-                     "RescaleIntercept", "RescaleType")
+_CLASSIC_GEOMETRY = (
+    "PixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "RescaleType",
+)
 
 
 def _functional_groups(series: Series) -> tuple[Dataset, list[Dataset]]:
@@ -256,9 +315,17 @@ def _functional_groups(series: Series) -> tuple[Dataset, list[Dataset]]:
     return shared, per_frame
 
 
-def write_enhanced(series: Series, path: Path, *, who: Identity, scanner: ScannerInfo,
-                   study_uid: str, frame_uid: str, series_uid: str,
-                   transfer_syntax: str) -> Path:
+def write_enhanced(
+    series: Series,
+    path: Path,
+    *,
+    who: Identity,
+    scanner: ScannerInfo,
+    study_uid: str,
+    frame_uid: str,
+    series_uid: str,
+    transfer_syntax: str,
+) -> Path:
     """Write the series as one Enhanced MR Image Storage file, frames in ``instance_order``
     (geometry in the shared and per-frame functional groups, as scanners export 3D volumes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,8 +344,9 @@ def write_enhanced(series: Series, path: Path, *, who: Identity, scanner: Scanne
     ds.SharedFunctionalGroupsSequence = [shared]
     ds.PerFrameFunctionalGroupsSequence = [per_frame[k] for k in order]
     ds.NumberOfFrames = len(order)
-    set_pixel_data(ds, series.pixels[order], transfer_syntax_uid(transfer_syntax),
-                   encoding_plugin="pylibjpeg")
+    set_pixel_data(
+        ds, series.pixels[order], transfer_syntax_uid(transfer_syntax), encoding_plugin="pylibjpeg"
+    )
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -304,8 +372,9 @@ def write_nifti(series: Series, path: Path) -> Path:
     return path
 
 
-def set_pixel_data(ds: Dataset, pixels: np.ndarray, transfer_syntax: str,
-                   encoding_plugin: str = "") -> None:
+def set_pixel_data(
+    ds: Dataset, pixels: np.ndarray, transfer_syntax: str, encoding_plugin: str = ""
+) -> None:
     """Store ``pixels`` (rows, cols) in ``ds`` with ``transfer_syntax``, compressing if it is a
     compressed syntax (``encoding_plugin``: pydicom's choice of encoder; "" lets it pick)."""
     syntax = pydicom.uid.UID(transfer_syntax)
@@ -324,8 +393,10 @@ def stray_file(rng: np.random.Generator, folder: Path) -> Path:
     name = str(rng.choice(STRAY_FILES))
     path = folder / name
     if name.endswith(".txt"):
-        path.write_text("Exported from PACS for research use. Contact the imaging core with "
-                        "questions.\n", encoding="utf-8")
+        path.write_text(
+            "Exported from PACS for research use. Contact the imaging core with questions.\n",
+            encoding="utf-8",
+        )
     else:
         path.write_bytes(b"\x00\x00\x00\x01Bud1" + rng.bytes(2048))
     return path
@@ -339,8 +410,14 @@ class FolderPlan:
     localizer: str
 
 
-def folder_plan(rng: np.random.Generator, layout: str, description: str, who: Identity,
-                t1_number: int, localizer_number: int) -> FolderPlan:
+def folder_plan(
+    rng: np.random.Generator,
+    layout: str,
+    description: str,
+    who: Identity,
+    t1_number: int,
+    localizer_number: int,
+) -> FolderPlan:
     """Folder names for the layout habit.
 
     - ``adni``: ``<description>/<date_time>/S<number>/`` (as in ADNI/LONI downloads);
@@ -348,18 +425,24 @@ def folder_plan(rng: np.random.Generator, layout: str, description: str, who: Id
     - ``pacs``: ``DICOM/<study hex>/<series hex>/`` (as in CD/PACS exports).
     """
     if layout == "adni":
-        stamp = (f"{who.study_date[:4]}-{who.study_date[4:6]}-{who.study_date[6:]}_"
-                 f"{who.study_time[:2]}_{who.study_time[2:4]}_{who.study_time[4:]}.0")
+        stamp = (
+            f"{who.study_date[:4]}-{who.study_date[4:6]}-{who.study_date[6:]}_"
+            f"{who.study_time[:2]}_{who.study_time[2:4]}_{who.study_time[4:]}.0"
+        )
         safe = "".join(c if c.isalnum() else "_" for c in description)
         sid = int(rng.integers(10_000, 999_999))
-        return FolderPlan(t1=f"{safe}/{stamp}/S{sid + t1_number}",
-                          localizer=f"Localizer/{stamp}/S{sid + localizer_number}")
+        return FolderPlan(
+            t1=f"{safe}/{stamp}/S{sid + t1_number}",
+            localizer=f"Localizer/{stamp}/S{sid + localizer_number}",
+        )
     if layout == "flat":
         return FolderPlan(t1="", localizer="")
     if layout == "pacs":
         study = token(rng, 8, _HEX)
-        return FolderPlan(t1=f"DICOM/{study}/{token(rng, 8, _HEX)}",
-                          localizer=f"DICOM/{study}/{token(rng, 8, _HEX)}")
+        return FolderPlan(
+            t1=f"DICOM/{study}/{token(rng, 8, _HEX)}",
+            localizer=f"DICOM/{study}/{token(rng, 8, _HEX)}",
+        )
     raise ValueError(f"unknown layout {layout!r}; choices: {LAYOUTS}")
 
 

@@ -102,25 +102,43 @@ class SliceGeometry:
         return pts, (nr, nc)
 
 
-def _plane_origin(centre: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray,
-                  rows: int, cols: int, spacing: tuple[float, float]) -> np.ndarray:
+def _plane_origin(
+    centre: np.ndarray,
+    row_dir: np.ndarray,
+    col_dir: np.ndarray,
+    rows: int,
+    cols: int,
+    spacing: tuple[float, float],
+) -> np.ndarray:
     """ImagePositionPatient (centre of the first pixel) of a plane centred on ``centre``."""
     half_width = 0.5 * (cols - 1) * spacing[1]
     half_height = 0.5 * (rows - 1) * spacing[0]
     return centre - half_width * row_dir - half_height * col_dir
 
 
-def _slab(centre: np.ndarray, step_dir: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray,
-          *, n_slices: int, spacing_mm: float, thickness_mm: float, rows: int, cols: int,
-          pixel_mm: float) -> SliceGeometry:
+def _slab(
+    centre: np.ndarray,
+    step_dir: np.ndarray,
+    row_dir: np.ndarray,
+    col_dir: np.ndarray,
+    *,
+    n_slices: int,
+    spacing_mm: float,
+    thickness_mm: float,
+    rows: int,
+    cols: int,
+    pixel_mm: float,
+) -> SliceGeometry:
     """``n_slices`` parallel planes centred on ``centre``, ``spacing_mm`` apart along
     ``step_dir``, rounded to what the headers hold."""
     spacing = (pixel_mm, pixel_mm)
     offsets = (np.arange(n_slices) - 0.5 * (n_slices - 1)) * spacing_mm
-    origins = np.stack([
-        _plane_origin(centre + o * step_dir, row_dir, col_dir, rows, cols, spacing)
-        for o in offsets
-    ])
+    origins = np.stack(
+        [
+            _plane_origin(centre + o * step_dir, row_dir, col_dir, rows, cols, spacing)
+            for o in offsets
+        ]
+    )
     return SliceGeometry(
         origins=np.round(origins, ORIGIN_DECIMALS),
         row_dirs=np.tile(np.round(row_dir, DIRECTION_DECIMALS), (n_slices, 1)),
@@ -132,9 +150,18 @@ def _slab(centre: np.ndarray, step_dir: np.ndarray, row_dir: np.ndarray, col_dir
     )
 
 
-def axial_stack(*, centre: np.ndarray, n_slices: int, spacing_mm: float, thickness_mm: float,
-                rows: int, cols: int, pixel_mm: float, tilt_deg: float = 0.0,
-                mirrored: bool = False) -> SliceGeometry:
+def axial_stack(
+    *,
+    centre: np.ndarray,
+    n_slices: int,
+    spacing_mm: float,
+    thickness_mm: float,
+    rows: int,
+    cols: int,
+    pixel_mm: float,
+    tilt_deg: float = 0.0,
+    mirrored: bool = False,
+) -> SliceGeometry:
     """An axial (optionally oblique) stack of parallel slices centred on ``centre`` (LPS).
 
     Slices are returned from inferior to superior. ``tilt_deg`` tilts the slab about the
@@ -147,12 +174,23 @@ def axial_stack(*, centre: np.ndarray, n_slices: int, spacing_mm: float, thickne
     up = np.cross(row_dir, col_dir)  # superior, whatever the mirroring
     if mirrored:
         row_dir = -row_dir
-    return _slab(centre, up, row_dir, col_dir, n_slices=n_slices, spacing_mm=spacing_mm,
-                 thickness_mm=thickness_mm, rows=rows, cols=cols, pixel_mm=pixel_mm)
+    return _slab(
+        centre,
+        up,
+        row_dir,
+        col_dir,
+        n_slices=n_slices,
+        spacing_mm=spacing_mm,
+        thickness_mm=thickness_mm,
+        rows=rows,
+        cols=cols,
+        pixel_mm=pixel_mm,
+    )
 
 
-def three_plane_localizer(*, centre: np.ndarray, size: int = 256, pixel_mm: float = 1.1,
-                          thickness_mm: float = 8.0) -> SliceGeometry:
+def three_plane_localizer(
+    *, centre: np.ndarray, size: int = 256, pixel_mm: float = 1.1, thickness_mm: float = 8.0
+) -> SliceGeometry:
     """A scout series: one sagittal, one coronal and one axial slice through ``centre``."""
     planes = [
         (np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])),  # sagittal
@@ -174,9 +212,18 @@ def three_plane_localizer(*, centre: np.ndarray, size: int = 256, pixel_mm: floa
     )
 
 
-def sagittal_volume(*, centre: np.ndarray, n_slices: int, spacing_mm: float,
-                    thickness_mm: float, rows: int, cols: int, pixel_mm: float,
-                    tilt_deg: float = 0.0, mirrored: bool = False) -> SliceGeometry:
+def sagittal_volume(
+    *,
+    centre: np.ndarray,
+    n_slices: int,
+    spacing_mm: float,
+    thickness_mm: float,
+    rows: int,
+    cols: int,
+    pixel_mm: float,
+    tilt_deg: float = 0.0,
+    mirrored: bool = False,
+) -> SliceGeometry:
     """A 3D sagittal slab (contiguous frames) centred on ``centre`` (LPS), as an MP-RAGE is.
 
     Frames run from the patient's right to left; in each, columns run anterior to posterior and
@@ -191,5 +238,15 @@ def sagittal_volume(*, centre: np.ndarray, n_slices: int, spacing_mm: float,
     left = tilt @ np.array([1.0, 0.0, 0.0])
     if mirrored:
         row_dir = -row_dir
-    return _slab(centre, left, row_dir, col_dir, n_slices=n_slices, spacing_mm=spacing_mm,
-                 thickness_mm=thickness_mm, rows=rows, cols=cols, pixel_mm=pixel_mm)
+    return _slab(
+        centre,
+        left,
+        row_dir,
+        col_dir,
+        n_slices=n_slices,
+        spacing_mm=spacing_mm,
+        thickness_mm=thickness_mm,
+        rows=rows,
+        cols=cols,
+        pixel_mm=pixel_mm,
+    )

@@ -158,8 +158,9 @@ def site_profile(site: str | Mapping[str, Any] | SiteProfile, **overrides: Any) 
     return profile
 
 
-def anatomy_model(model: str | Mapping[str, Any] | AnatomyModel = "default",
-                  **overrides: Any) -> AnatomyModel:
+def anatomy_model(
+    model: str | Mapping[str, Any] | AnatomyModel = "default", **overrides: Any
+) -> AnatomyModel:
     """The anatomy model from a built-in name, a mapping, or a model."""
     if isinstance(model, AnatomyModel):
         values = dataclasses.asdict(model)
@@ -182,8 +183,9 @@ def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[
     anatomy_keys = {f.name for f in dataclasses.fields(AnatomyModel)}
     unknown = sorted(set(overrides) - site_keys - anatomy_keys)
     if unknown:
-        raise TypeError(f"unknown generator option(s) {unknown}; "
-                        "see pipeline/synthetic/profiles.py")
+        raise TypeError(
+            f"unknown generator option(s) {unknown}; see pipeline/synthetic/profiles.py"
+        )
     site = {k: v for k, v in overrides.items() if k in site_keys}
     anatomy = {k: v for k, v in overrides.items() if k in anatomy_keys}
     return site, anatomy

@@ -108,8 +108,7 @@ def hotspot_weight(ras: np.ndarray) -> np.ndarray:
     return weight
 
 
-def grid_coordinates(volume: torch.Tensor, ras_to_index: np.ndarray, ras: np.ndarray
-                     ) -> np.ndarray:
+def grid_coordinates(volume: torch.Tensor, ras_to_index: np.ndarray, ras: np.ndarray) -> np.ndarray:
     """RAS points ``(..., 3)`` -> ``grid_sample`` coordinates of ``volume (1, C, K, J, I)``.
 
     ``grid_sample`` wants (x, y, z) = (I, J, K) scaled to [-1, 1] (``align_corners=True``: -1
@@ -124,8 +123,9 @@ def grid_coordinates(volume: torch.Tensor, ras_to_index: np.ndarray, ras: np.nda
 
 def sample(volume: torch.Tensor, grid: torch.Tensor, padding: str) -> torch.Tensor:
     """Trilinear samples of ``volume (1, C, K, J, I)`` at grid points ``(N, 3)``: ``(C, N)``."""
-    out = F.grid_sample(volume, grid.view(1, 1, 1, -1, 3), mode="bilinear", padding_mode=padding,
-                        align_corners=True)
+    out = F.grid_sample(
+        volume, grid.view(1, 1, 1, -1, 3), mode="bilinear", padding_mode=padding, align_corners=True
+    )
     return out.view(volume.shape[1], -1)
 
 
@@ -170,8 +170,9 @@ def render(atlas: Atlas, anatomy: Anatomy, geometry: SliceGeometry) -> Rendering
     fine_grid = grid_coordinates(atlas.fine, atlas.fine_ras_to_index, ras)
     smooth = np.concatenate([fine_grid, outline[:, None], thinning[:, None]], axis=1)
     smooth_t = torch.from_numpy(smooth.astype(np.float32)).view(n, nr, nc, 5).permute(0, 3, 1, 2)
-    up = F.interpolate(smooth_t, size=(geometry.rows, geometry.cols), mode="bilinear",
-                       align_corners=True)
+    up = F.interpolate(
+        smooth_t, size=(geometry.rows, geometry.cols), mode="bilinear", align_corners=True
+    )
     up = up.permute(0, 2, 3, 1).reshape(-1, 5)  # (n * rows * cols, 5)
     outline_up = up[:, 3]
     inside = outline_up < 0.0

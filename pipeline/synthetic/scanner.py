@@ -35,13 +35,15 @@ def bias_field(acq: Acquisition, geometry: SliceGeometry) -> np.ndarray:
     """The bias field at every pixel, ``(n, rows, cols)``: smooth, so computed coarse, upsampled."""
     pts, _ = geometry.pixel_points(COARSE_STEP)
     coarse = torch.from_numpy(acq.bias(pts).astype(np.float32))[:, None]
-    fine = F.interpolate(coarse, size=(geometry.rows, geometry.cols), mode="bilinear",
-                         align_corners=True)
+    fine = F.interpolate(
+        coarse, size=(geometry.rows, geometry.cols), mode="bilinear", align_corners=True
+    )
     return fine[:, 0].numpy()
 
 
-def acquire(images: np.ndarray, acq: Acquisition, geometry: SliceGeometry,
-            rng: np.random.Generator) -> np.ndarray:
+def acquire(
+    images: np.ndarray, acq: Acquisition, geometry: SliceGeometry, rng: np.random.Generator
+) -> np.ndarray:
     """Tissue images (WM ~ 1) -> physical magnitude images with bias and Rician noise."""
     signal = torch.from_numpy(images * bias_field(acq, geometry))
     signal *= acq.wm_value

@@ -73,8 +73,9 @@ def _choice(rng: np.random.Generator, weights: dict[str, float] | Any) -> str:
     return str(keys[int(rng.choice(len(keys), p=p / p.sum()))])
 
 
-def _random_waves(rng: np.random.Generator, k: int, wavelength: tuple[float, float]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _random_waves(
+    rng: np.random.Generator, k: int, wavelength: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """``k`` plane waves with random directions and wavelengths: (wave vectors, phases)."""
     directions = rng.normal(size=(k, 3))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
@@ -101,16 +102,21 @@ def draw_person(rng: np.random.Generator, label: str, model: AnatomyModel) -> Pe
     return Person(sex=sex, age=round(age, 1), severity=severity)
 
 
-def draw_anatomy(rng: np.random.Generator, person: Person, model: AnatomyModel, site: SiteProfile,
-                 atlas: Atlas) -> Anatomy:
+def draw_anatomy(
+    rng: np.random.Generator, person: Person, model: AnatomyModel, site: SiteProfile, atlas: Atlas
+) -> Anatomy:
     """The subject's head: size, shape, pose, ageing and disease atrophy, tissue contrast."""
-    scale = (model.male_head_scale if person.sex == "M" else 1.0)
+    scale = model.male_head_scale if person.sex == "M" else 1.0
     scale *= 1.0 + rng.normal(0.0, model.head_scale_sd)
     scales = scale * (1.0 + rng.normal(0.0, model.axis_scale_sd, size=3))
     angles = rng.uniform(-1.0, 1.0, size=3) * np.asarray(site.rotation_deg)
     position = rng.normal(0.0, 1.0, size=3) * np.asarray(site.translation_mm)
-    pose = HeadPose(rotation=rotation_matrix(angles), scale=scales, position=position,
-                    centre=atlas.brain_center_ras)
+    pose = HeadPose(
+        rotation=rotation_matrix(angles),
+        scale=scales,
+        position=position,
+        centre=atlas.brain_center_ras,
+    )
 
     k = model.deformation_waves
     vectors, phases = _random_waves(rng, k, model.deformation_wavelength_mm)
@@ -118,12 +124,18 @@ def draw_anatomy(rng: np.random.Generator, person: Person, model: AnatomyModel, 
     amplitudes = rng.normal(0.0, model.deformation_mm / np.sqrt(k / 2), size=(k, 3))
 
     decades = (person.age - 70.0) / 10.0
-    ventricles = (model.ventricle_mm_at_70 + model.ventricle_mm_per_decade * decades
-                  + model.ventricle_mm_per_severity * person.severity
-                  + rng.normal(0.0, model.ventricle_sd_mm))
-    cortex = (model.cortex_mm_at_70 + model.cortex_mm_per_decade * decades
-              + model.cortex_mm_per_severity * person.severity
-              + rng.normal(0.0, model.cortex_sd_mm))
+    ventricles = (
+        model.ventricle_mm_at_70
+        + model.ventricle_mm_per_decade * decades
+        + model.ventricle_mm_per_severity * person.severity
+        + rng.normal(0.0, model.ventricle_sd_mm)
+    )
+    cortex = (
+        model.cortex_mm_at_70
+        + model.cortex_mm_per_decade * decades
+        + model.cortex_mm_per_severity * person.severity
+        + rng.normal(0.0, model.cortex_sd_mm)
+    )
     return Anatomy(
         pose=pose,
         wave_vectors=vectors,
@@ -131,8 +143,13 @@ def draw_anatomy(rng: np.random.Generator, person: Person, model: AnatomyModel, 
         wave_amplitudes=amplitudes,
         ventricle_expansion_mm=float(np.clip(ventricles, 0.0, 10.0)),
         cortical_thinning_mm=float(max(cortex, 0.0)),
-        regional_thinning_mm=float(max(0.0, model.regional_mm_per_severity * person.severity
-                                       + rng.normal(0.0, model.regional_sd_mm))),
+        regional_thinning_mm=float(
+            max(
+                0.0,
+                model.regional_mm_per_severity * person.severity
+                + rng.normal(0.0, model.regional_sd_mm),
+            )
+        ),
         skull_scale=float(np.clip(1.0 + rng.normal(0.0, model.skull_scale_sd), 0.7, 1.4)),
         contrast_csf=_uniform(rng, site.csf_wm_ratio),
         contrast_gm=_uniform(rng, site.gm_wm_ratio),
@@ -164,8 +181,9 @@ def brain_extent(atlas: Atlas, anatomy: Anatomy, up: np.ndarray) -> tuple[float,
     return float(along.min()), float(along.max())
 
 
-def place_stack(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
-                site: SiteProfile) -> Placement:
+def place_stack(
+    rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy, site: SiteProfile
+) -> Placement:
     """Choose spacing, field of view, matrix, tilt and where the slab sits on the head."""
     spacing = round(_uniform(rng, site.slice_spacing_mm), 3)
     thickness = round(spacing * _uniform(rng, site.thickness_fraction), 3)
@@ -177,50 +195,108 @@ def place_stack(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
     offset = _uniform(rng, (-site.stack_offset_mm, site.stack_offset_mm))
     shift = np.r_[rng.normal(0.0, site.fov_shift_mm, size=2), 0.0]
     if site.acquisition == "sagittal_3d":
-        return _place_sagittal(atlas, anatomy, site, spacing=spacing, thickness=thickness,
-                               rows=rows, cols=cols, pixel=pixel, tilt=tilt,
-                               feet_first=feet_first, offset=offset, shift=shift)
+        return _place_sagittal(
+            atlas,
+            anatomy,
+            site,
+            spacing=spacing,
+            thickness=thickness,
+            rows=rows,
+            cols=cols,
+            pixel=pixel,
+            tilt=tilt,
+            feet_first=feet_first,
+            offset=offset,
+            shift=shift,
+        )
 
     t = np.deg2rad(tilt)
     up = np.array([0.0, -np.sin(t), np.cos(t)])
     low, high = brain_extent(atlas, anatomy, up)
     target = 0.5 * (low + high) + offset
     centre = shift + (target - shift @ up) * up
-    geometry = axial_stack(centre=centre, n_slices=site.n_slices, spacing_mm=spacing,
-                           thickness_mm=thickness, rows=rows, cols=cols, pixel_mm=pixel,
-                           tilt_deg=tilt, mirrored=feet_first)
+    geometry = axial_stack(
+        centre=centre,
+        n_slices=site.n_slices,
+        spacing_mm=spacing,
+        thickness_mm=thickness,
+        rows=rows,
+        cols=cols,
+        pixel_mm=pixel,
+        tilt_deg=tilt,
+        mirrored=feet_first,
+    )
     # Positions are measured along the normal of the geometry as written (rounded), as a reader
     # of the headers will measure them.
     normal = geometry.normals[0] / np.linalg.norm(geometry.normals[0])
     up = normal if normal[2] > 0 else -normal
-    return Placement(geometry=geometry, up=up, feet_first=feet_first, tilt_deg=tilt,
-                     brain_low_mm=low, brain_high_mm=high, stack_offset_mm=offset)
+    return Placement(
+        geometry=geometry,
+        up=up,
+        feet_first=feet_first,
+        tilt_deg=tilt,
+        brain_low_mm=low,
+        brain_high_mm=high,
+        stack_offset_mm=offset,
+    )
 
 
-def _place_sagittal(atlas: Atlas, anatomy: Anatomy, site: SiteProfile, *, spacing: float,
-                    thickness: float, rows: int, cols: int, pixel: float, tilt: float,
-                    feet_first: bool, offset: float, shift: np.ndarray) -> Placement:
+def _place_sagittal(
+    atlas: Atlas,
+    anatomy: Anatomy,
+    site: SiteProfile,
+    *,
+    spacing: float,
+    thickness: float,
+    rows: int,
+    cols: int,
+    pixel: float,
+    tilt: float,
+    feet_first: bool,
+    offset: float,
+    shift: np.ndarray,
+) -> Placement:
     """A sagittal 3D slab: centred on the brain left to right, its field of view moved
     ``|offset|`` mm towards the feet (a sagittal FOV takes in the neck) and ``shift`` front to
     back. ``up`` is the slab normal towards the patient's left (positions increase along it)."""
     middle = np.array([0.5 * sum(brain_extent(atlas, anatomy, axis)) for axis in np.eye(3)])
     centre = middle + np.array([0.0, shift[0], -abs(offset)])
-    geometry = sagittal_volume(centre=centre, n_slices=site.n_slices, spacing_mm=spacing,
-                               thickness_mm=thickness, rows=rows, cols=cols, pixel_mm=pixel,
-                               tilt_deg=tilt, mirrored=feet_first)
+    geometry = sagittal_volume(
+        centre=centre,
+        n_slices=site.n_slices,
+        spacing_mm=spacing,
+        thickness_mm=thickness,
+        rows=rows,
+        cols=cols,
+        pixel_mm=pixel,
+        tilt_deg=tilt,
+        mirrored=feet_first,
+    )
     normal = geometry.normals[0] / np.linalg.norm(geometry.normals[0])
     up = normal if normal[0] > 0 else -normal
     low, high = brain_extent(atlas, anatomy, up)
-    return Placement(geometry=geometry, up=up, feet_first=feet_first, tilt_deg=tilt,
-                     brain_low_mm=low, brain_high_mm=high, stack_offset_mm=-abs(offset))
+    return Placement(
+        geometry=geometry,
+        up=up,
+        feet_first=feet_first,
+        tilt_deg=tilt,
+        brain_low_mm=low,
+        brain_high_mm=high,
+        stack_offset_mm=-abs(offset),
+    )
 
 
 #: Slices rendered at once: bounds the renderer's memory for 3D volumes (one chunk for 44).
 RENDER_CHUNK = 48
 
 
-def render_series(atlas: Atlas, anatomy: Anatomy, geometry: SliceGeometry, acq: Acquisition,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_series(
+    atlas: Atlas,
+    anatomy: Anatomy,
+    geometry: SliceGeometry,
+    acq: Acquisition,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stored pixels ``(n, rows, cols)`` of a series, with the head and brain fraction per slice.
 
     Rendered ``RENDER_CHUNK`` slices at a time; a stack of at most that many is one chunk, so
@@ -229,9 +305,12 @@ def render_series(atlas: Atlas, anatomy: Anatomy, geometry: SliceGeometry, acq: 
     pixels, head, brain = [], [], []
     for start in range(0, geometry.n_slices, RENDER_CHUNK):
         part = slice(start, start + RENDER_CHUNK)
-        sub = dataclasses.replace(geometry, origins=geometry.origins[part],
-                                  row_dirs=geometry.row_dirs[part],
-                                  col_dirs=geometry.col_dirs[part])
+        sub = dataclasses.replace(
+            geometry,
+            origins=geometry.origins[part],
+            row_dirs=geometry.row_dirs[part],
+            col_dirs=geometry.col_dirs[part],
+        )
         rendering = render(atlas, anatomy, sub)
         pixels.append(to_stored(acquire(rendering.images, acq, sub, rng), acq))
         head.append(rendering.head_fraction)
@@ -322,8 +401,12 @@ def render_slices(task: SubjectTask, indices: list[int]) -> tuple[np.ndarray, tu
     atlas = load_atlas()
     draw = draw_subject(task, atlas)
     geo = draw.placement.geometry
-    sub = dataclasses.replace(geo, origins=geo.origins[indices], row_dirs=geo.row_dirs[indices],
-                              col_dirs=geo.col_dirs[indices])
+    sub = dataclasses.replace(
+        geo,
+        origins=geo.origins[indices],
+        row_dirs=geo.row_dirs[indices],
+        col_dirs=geo.col_dirs[indices],
+    )
     images = render(atlas, draw.anatomy, sub).images
     values = acquire(images, draw.acquisition, sub, draw.rng)
     stored = to_stored(values, draw.acquisition)
@@ -339,7 +422,8 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
     draw = draw_subject(task, atlas)
     # Rendered even for a "no_images" subject: the truth row's head and brain indices need it.
     pixels, head_fraction, brain_fraction = render_series(
-        atlas, draw.anatomy, draw.placement.geometry, draw.acquisition, draw.rng)
+        atlas, draw.anatomy, draw.placement.geometry, draw.acquisition, draw.rng
+    )
     truth = truth_row(task, draw, head_fraction, brain_fraction)
     if task.defect == "no_images":
         return truth
@@ -347,8 +431,9 @@ def generate_subject(task: SubjectTask) -> dict[str, Any]:
     return truth
 
 
-def truth_row(task: SubjectTask, draw: SubjectDraw, head_fraction: np.ndarray,
-              brain_fraction: np.ndarray) -> dict[str, Any]:
+def truth_row(
+    task: SubjectTask, draw: SubjectDraw, head_fraction: np.ndarray, brain_fraction: np.ndarray
+) -> dict[str, Any]:
     """The subject's truth row as drawn, before export (``stray_file`` and ``t1_folder`` empty)."""
     positions = draw.placement.geometry.origins @ draw.placement.up
     # The parts are merged in this order because it is the order of the truth.csv columns.
@@ -402,8 +487,12 @@ def _scan_truth(draw: SubjectDraw, positions: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _slice_truth(placement: Placement, positions: np.ndarray, head_fraction: np.ndarray,
-                 brain_fraction: np.ndarray) -> dict[str, Any]:
+def _slice_truth(
+    placement: Placement,
+    positions: np.ndarray,
+    head_fraction: np.ndarray,
+    brain_fraction: np.ndarray,
+) -> dict[str, Any]:
     """Truth columns of where the slices lie on the head, in the geometric order."""
     # Index 0 is the most inferior slice; positions are along the head-pointing slice normal as
     # a correct preprocessor computes them.
@@ -442,23 +531,35 @@ def _export_truth(draw: SubjectDraw) -> dict[str, Any]:
     }
 
 
-def write_subject(task: SubjectTask, atlas: Atlas, draw: SubjectDraw,
-                  pixels: np.ndarray) -> dict[str, str]:
+def write_subject(
+    task: SubjectTask, atlas: Atlas, draw: SubjectDraw, pixels: np.ndarray
+) -> dict[str, str]:
     """Write the subject's export; return its ``t1_folder`` and ``stray_file`` truth columns."""
     site, rng = task.site, draw.rng
     subject_dir = Path(task.dicom_root) / task.subject_id
     # The rng is drawn from in a fixed order (folders, T1, scout, stray file, truncation), so
     # a seed always gives the same files.
-    plan = folder_plan(rng, draw.layout, site.series_description, draw.identity,
-                       draw.t1_number, 1)
+    plan = folder_plan(rng, draw.layout, site.series_description, draw.identity, draw.t1_number, 1)
     common = _shared_headers(draw, site)
     t1_paths = _write_t1(
-        _t1_series(draw, site, pixels), subject_dir / plan.t1, rng, draw.extension, site,
+        _t1_series(draw, site, pixels),
+        subject_dir / plan.t1,
+        rng,
+        draw.extension,
+        site,
         series_uid=pydicom.uid.generate_uid(entropy_srcs=[draw.identity.uid_seed, "t1"]),
-        **common)
+        **common,
+    )
     if draw.with_localizer and site.file_format == "dicom":  # a NIfTI export comes without scouts
-        _write_localizer(rng, atlas, draw.anatomy, draw.acquisition, subject_dir / plan.localizer,
-                         draw.extension, common)
+        _write_localizer(
+            rng,
+            atlas,
+            draw.anatomy,
+            draw.acquisition,
+            subject_dir / plan.localizer,
+            draw.extension,
+            common,
+        )
     stray = stray_file(rng, subject_dir / plan.t1).name if draw.with_stray else ""
     if task.defect == "truncated":
         _truncate(t1_paths[int(rng.integers(len(t1_paths)))])
@@ -468,49 +569,85 @@ def write_subject(task: SubjectTask, atlas: Atlas, draw: SubjectDraw,
 def _shared_headers(draw: SubjectDraw, site: SiteProfile) -> dict[str, Any]:
     """Header values every series of the subject shares: patient, scanner, study, frame."""
     who = draw.identity
-    scanner = ScannerInfo(institution=site.institution, manufacturer=site.manufacturer,
-                          model=site.model, field_strength_t=site.field_strength_t,
-                          feet_first=draw.placement.feet_first)
+    scanner = ScannerInfo(
+        institution=site.institution,
+        manufacturer=site.manufacturer,
+        model=site.model,
+        field_strength_t=site.field_strength_t,
+        feet_first=draw.placement.feet_first,
+    )
     # UIDs come from the identity's seed, not from the rng, so they are the same for a subject
     # whatever else is drawn.
-    return {"who": who, "scanner": scanner,
-            "study_uid": pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "study"]),
-            "frame_uid": pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "frame"]),
-            "transfer_syntax": draw.transfer_syntax}
+    return {
+        "who": who,
+        "scanner": scanner,
+        "study_uid": pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "study"]),
+        "frame_uid": pydicom.uid.generate_uid(entropy_srcs=[who.uid_seed, "frame"]),
+        "transfer_syntax": draw.transfer_syntax,
+    }
 
 
 def _t1_series(draw: SubjectDraw, site: SiteProfile, pixels: np.ndarray) -> Series:
     """The subject's T1 series: its rendered pixels with the site's description and numbering."""
-    return Series(geometry=draw.placement.geometry, pixels=pixels, acquisition=draw.acquisition,
-                  description=site.series_description, number=draw.t1_number,
-                  instance_order=draw.instance_order,
-                  acquisition_type="3D" if site.acquisition == "sagittal_3d" else "2D")
+    return Series(
+        geometry=draw.placement.geometry,
+        pixels=pixels,
+        acquisition=draw.acquisition,
+        description=site.series_description,
+        number=draw.t1_number,
+        instance_order=draw.instance_order,
+        acquisition_type="3D" if site.acquisition == "sagittal_3d" else "2D",
+    )
 
 
-def _write_t1(series: Series, folder: Path, rng: np.random.Generator, extension: str,
-              site: SiteProfile, **common: Any) -> list[Path]:
+def _write_t1(
+    series: Series,
+    folder: Path,
+    rng: np.random.Generator,
+    extension: str,
+    site: SiteProfile,
+    **common: Any,
+) -> list[Path]:
     """The T1 as the site exports it: one file per slice, one enhanced file, or NIfTI."""
     if site.file_format == "nifti":
         safe = "".join(c if c.isalnum() else "_" for c in site.series_description)
         return [write_nifti(series, folder / f"{safe}.nii.gz")]
     if site.multiframe:
         return [write_enhanced(series, folder / file_names(rng, 1, extension)[0], **common)]
-    return write_series(series, folder, file_names(rng, series.geometry.n_slices, extension),
-                        **common)
+    return write_series(
+        series, folder, file_names(rng, series.geometry.n_slices, extension), **common
+    )
 
 
-def _write_localizer(rng: np.random.Generator, atlas: Atlas, anatomy: Anatomy,
-                     acq: Acquisition, folder: Path, extension: str,
-                     common: dict[str, Any]) -> None:
+def _write_localizer(
+    rng: np.random.Generator,
+    atlas: Atlas,
+    anatomy: Anatomy,
+    acq: Acquisition,
+    folder: Path,
+    extension: str,
+    common: dict[str, Any],
+) -> None:
     """A 3-plane scout through the head's centre, written beside (or with) the T1."""
     geo = three_plane_localizer(centre=anatomy.pose.position)
     images = render(atlas, anatomy, geo).images
     pixels = to_stored(acquire(images, acq, geo, rng), acq)
-    series = Series(geometry=geo, pixels=pixels, acquisition=acq, description="localizer",
-                    number=1, instance_order="ascending", localizer=True)
-    write_series(series, folder, file_names(rng, geo.n_slices, extension),
-                 series_uid=pydicom.uid.generate_uid(entropy_srcs=[common["who"].uid_seed, "loc"]),
-                 **common)
+    series = Series(
+        geometry=geo,
+        pixels=pixels,
+        acquisition=acq,
+        description="localizer",
+        number=1,
+        instance_order="ascending",
+        localizer=True,
+    )
+    write_series(
+        series,
+        folder,
+        file_names(rng, geo.n_slices, extension),
+        series_uid=pydicom.uid.generate_uid(entropy_srcs=[common["who"].uid_seed, "loc"]),
+        **common,
+    )
 
 
 def _angles(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -523,8 +660,13 @@ def _angles(rotation: np.ndarray) -> tuple[float, float, float]:
 
 def identity_columns() -> tuple[str, ...]:
     """Truth columns holding made-up identifying header values (for privacy tests)."""
-    return ("dicom_patient_name", "dicom_patient_id", "dicom_birth_date", "dicom_accession",
-            "dicom_referring_physician")
+    return (
+        "dicom_patient_name",
+        "dicom_patient_id",
+        "dicom_birth_date",
+        "dicom_accession",
+        "dicom_referring_physician",
+    )
 
 
 __all__ = ["DEFECTS", "Identity", "SubjectTask", "generate_subject", "identity_columns"]

@@ -44,9 +44,7 @@ def test_apply_runs_the_ensemble_through_the_stored_rule(tmp_path, fakes, evalua
     applied = apply_checkpoint(evaluate_cfg("data.name=held", f"checkpoint={ruled}"), print)
     mean = np.mean(base.fold_probabilities, axis=0)
     np.testing.assert_allclose(base.decision.probabilities, mean)
-    assert base.table["predicted"].tolist() == [
-        fakes.CLASSES[i] for i in mean.argmax(axis=1)
-    ]
+    assert base.table["predicted"].tolist() == [fakes.CLASSES[i] for i in mean.argmax(axis=1)]
     np.testing.assert_allclose(
         applied.decision.probabilities, AlwaysLast().calibrate(mean), rtol=1e-6
     )

@@ -18,9 +18,15 @@ SERIES = {"modality": "MR", "description_exclude": "(?i)localizer", "plane": "ax
 #: view moved up to 40 mm towards the neck.
 INPUTS = {
     "axial_2d": {"stack_offset_mm": 25.0, "matrix": [[96, 96]]},
-    "sagittal_3d": {"acquisition": "sagittal_3d", "n_slices": 80, "slice_spacing_mm": [2.0, 2.0],
-                    "thickness_fraction": [1.0, 1.0], "matrix": [[128, 128]],
-                    "fov_mm": [256.0, 256.0], "stack_offset_mm": 40.0},
+    "sagittal_3d": {
+        "acquisition": "sagittal_3d",
+        "n_slices": 80,
+        "slice_spacing_mm": [2.0, 2.0],
+        "thickness_fraction": [1.0, 1.0],
+        "matrix": [[128, 128]],
+        "fov_mm": [256.0, 256.0],
+        "stack_offset_mm": 40.0,
+    },
 }
 
 
@@ -38,8 +44,13 @@ def truth_index(stack, centre_ras: np.ndarray) -> float:
 @pytest.fixture(scope="module", params=sorted(INPUTS))
 def subjects(request, tmp_path_factory):
     """(stack, true centre index) of two generated subjects of one kind of input."""
-    out = generate_cohort(tmp_path_factory.mktemp(request.param), n_subjects=2, seed=4,
-                          p_localizer=0.0, **INPUTS[request.param])
+    out = generate_cohort(
+        tmp_path_factory.mktemp(request.param),
+        n_subjects=2,
+        seed=4,
+        p_localizer=0.0,
+        **INPUTS[request.param],
+    )
     root = out / "dicom"
     context = IngestContext.from_recipe(root, {"series": SERIES, "slices": {"expected": None}})
     found = []
@@ -73,5 +84,8 @@ def test_template_and_brain_modes_find_the_brain_centre_where_the_stack_middle_d
 
 def test_template_mode_needs_the_affine():
     with pytest.raises(ValueError, match="needs the stack's affine"):
-        choose_slices(np.arange(10.0), lambda idx: np.zeros((len(idx), 4, 4)),
-                      {"mode": "template", "count": 3})
+        choose_slices(
+            np.arange(10.0),
+            lambda idx: np.zeros((len(idx), 4, 4)),
+            {"mode": "template", "count": 3},
+        )

@@ -213,8 +213,10 @@ def test_block_mean_and_repeat_to_handle_odd_sizes():
     assert (full[:, :, 6] == full[:, :, 5]).all()
     expected = np.pad(mask.repeat(2, axis=1).repeat(2, axis=2), ((0, 0), (0, 1), (0, 1)), "edge")
     assert np.array_equal(full, expected)
-    assert np.array_equal(repeat_to(mask, 3, (2, 7, 9)), np.pad(
-        mask.repeat(3, axis=1).repeat(3, axis=2), ((0, 0), (0, 1), (0, 0)), "edge"))
+    assert np.array_equal(
+        repeat_to(mask, 3, (2, 7, 9)),
+        np.pad(mask.repeat(3, axis=1).repeat(3, axis=2), ((0, 0), (0, 1), (0, 0)), "edge"),
+    )
     with pytest.raises(ValueError, match="shrink"):
         HeadMask(shrink=0)
 

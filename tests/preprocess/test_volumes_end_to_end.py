@@ -14,18 +14,37 @@ from tests.helpers import compose_in
 
 pytestmark = pytest.mark.slow
 
-SAGITTAL = {"acquisition": "sagittal_3d", "n_slices": 48, "slice_spacing_mm": [2.5, 2.5],
-            "thickness_fraction": [1.0, 1.0], "matrix": [[96, 96]], "fov_mm": [240.0, 240.0]}
+SAGITTAL = {
+    "acquisition": "sagittal_3d",
+    "n_slices": 48,
+    "slice_spacing_mm": [2.5, 2.5],
+    "thickness_fraction": [1.0, 1.0],
+    "matrix": [[96, 96]],
+    "fov_mm": [240.0, 240.0],
+}
 
 
 @pytest.mark.parametrize("multiframe", [False, True], ids=["classic", "enhanced"])
 def test_sagittal_volumes_are_resliced_and_leak_nothing(tmp_path, multiframe):
-    cohort = generate_cohort(tmp_path / "cohort", n_subjects=3, seed=2, p_localizer=1.0,
-                             multiframe=multiframe, **SAGITTAL)
-    cfg = compose_in(tmp_path, "preprocess", f"data.root={cohort / 'dicom'}",
-                     f"data.labels={cohort / 'labels.csv'}", "data.name=sag",
-                     "slices.expected=null", "normalize.size=32", "preprocess.workers=1",
-                     "preprocess.progress=false")
+    cohort = generate_cohort(
+        tmp_path / "cohort",
+        n_subjects=3,
+        seed=2,
+        p_localizer=1.0,
+        multiframe=multiframe,
+        **SAGITTAL,
+    )
+    cfg = compose_in(
+        tmp_path,
+        "preprocess",
+        f"data.root={cohort / 'dicom'}",
+        f"data.labels={cohort / 'labels.csv'}",
+        "data.name=sag",
+        "slices.expected=null",
+        "normalize.size=32",
+        "preprocess.workers=1",
+        "preprocess.progress=false",
+    )
     out = preprocess_cohort(cfg)
     loaded = cache.load_cohort(out)
     manifest = loaded.manifest

@@ -55,10 +55,8 @@ def _read_subject(subject_dir: Path) -> tuple[dict[str, Series], list[Path]]:
 
 
 def _read_truth(root: Path) -> pd.DataFrame:
-    text = ["subject_id", "defect", "stray_file", "t1_folder", "extension",
-            *identity_columns()]
-    return pd.read_csv(root / "truth.csv", dtype=dict.fromkeys(text, str),
-                       keep_default_na=False)
+    text = ["subject_id", "defect", "stray_file", "t1_folder", "extension", *identity_columns()]
+    return pd.read_csv(root / "truth.csv", dtype=dict.fromkeys(text, str), keep_default_na=False)
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +75,14 @@ def read_truth():
 def cohort_a(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 usable site-A subjects plus one of each deliberate defect."""
     out = tmp_path_factory.mktemp("synthetic") / "site_a"
-    return generate_cohort(out, n_subjects=12, seed=11, site="A",
-                           defects={"truncated": 1, "unlabelled": 1, "no_images": 1}, **SMALL_A)
+    return generate_cohort(
+        out,
+        n_subjects=12,
+        seed=11,
+        site="A",
+        defects={"truncated": 1, "unlabelled": 1, "no_images": 1},
+        **SMALL_A,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*overrides: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "pipeline.synthetic", *overrides], cwd=REPO,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.synthetic", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

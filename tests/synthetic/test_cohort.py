@@ -59,13 +59,16 @@ def test_labels_table_has_the_configured_mix_and_defects(cohort_a: Path, read_tr
     usable = truth[truth["defect"] == ""]
     assert len(usable) == 12
     assert usable["label"].value_counts().to_dict() == class_counts(
-        12, {"CN": 0.45, "MCI": 0.35, "AD": 0.20})
+        12, {"CN": 0.45, "MCI": 0.35, "AD": 0.20}
+    )
     assert all(s.startswith("A") for s in truth["subject_id"])
     dicom = cohort_a / "dicom"
     folders = {p.name for p in dicom.iterdir()}
 
-    by_defect = {d: truth.loc[truth["defect"] == d, "subject_id"].tolist()
-                 for d in ("truncated", "unlabelled", "no_images")}
+    by_defect = {
+        d: truth.loc[truth["defect"] == d, "subject_id"].tolist()
+        for d in ("truncated", "unlabelled", "no_images")
+    }
     assert all(len(v) == 1 for v in by_defect.values())
     (unlabelled,) = by_defect["unlabelled"]
     assert unlabelled in folders and unlabelled not in set(labels["subject_id"])
@@ -80,8 +83,9 @@ def test_labels_table_has_the_configured_mix_and_defects(cohort_a: Path, read_tr
     assert stamp["counts"]["labelled_rows"] == len(labels) == 14
 
 
-def test_truncated_subject_keeps_43_readable_slices(cohort_a: Path, read_subject,
-                                                    read_truth) -> None:
+def test_truncated_subject_keeps_43_readable_slices(
+    cohort_a: Path, read_subject, read_truth
+) -> None:
     truth = read_truth(cohort_a)
     subject = truth.loc[truth["defect"] == "truncated", "subject_id"].item()
     series, other = read_subject(cohort_a / "dicom" / subject)
@@ -94,8 +98,9 @@ def test_truncated_subject_keeps_43_readable_slices(cohort_a: Path, read_subject
         _ = ds.ImagePositionPatient
 
 
-def test_headers_carry_made_up_identities_not_subject_ids(cohort_a: Path, read_subject,
-                                                          read_truth) -> None:
+def test_headers_carry_made_up_identities_not_subject_ids(
+    cohort_a: Path, read_subject, read_truth
+) -> None:
     truth = read_truth(cohort_a)
     seen_ids = set()
     for _, row in truth[truth["defect"] == ""].iterrows():
@@ -119,8 +124,9 @@ def test_headers_carry_made_up_identities_not_subject_ids(cohort_a: Path, read_s
     assert set(identity_columns()) <= set(truth.columns)
 
 
-def test_export_mess_layouts_extensions_and_stray_files(cohort_a: Path, cohort_b: Path,
-                                                        read_subject, read_truth) -> None:
+def test_export_mess_layouts_extensions_and_stray_files(
+    cohort_a: Path, cohort_b: Path, read_subject, read_truth
+) -> None:
     layouts, extensions, strays = set(), set(), 0
     for root in (cohort_a, cohort_b):
         truth = read_truth(root)
@@ -148,7 +154,8 @@ def test_export_mess_layouts_extensions_and_stray_files(cohort_a: Path, cohort_b
 def _tree(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file() and p.name != STAMP
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != STAMP
     }
 
 
@@ -164,15 +171,16 @@ def test_deterministic_for_a_seed_whatever_the_workers(tmp_path: Path) -> None:
     assert (one / TRUTH).read_bytes() != (other / TRUTH).read_bytes()
 
 
-def test_cohorts_of_two_sites_never_share_subject_ids(cohort_a: Path, cohort_b: Path,
-                                                      read_truth) -> None:
+def test_cohorts_of_two_sites_never_share_subject_ids(
+    cohort_a: Path, cohort_b: Path, read_truth
+) -> None:
     a, b = set(read_truth(cohort_a)["subject_id"]), set(read_truth(cohort_b)["subject_id"])
     assert a and b and not a & b
 
 
-def test_a_crash_leaves_no_cohort_and_keeps_the_previous_one(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:
+def test_a_crash_leaves_no_cohort_and_keeps_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "cohort"
     generate_cohort(out, n_subjects=2, seed=1, **TINY)
     before = _tree(out)

@@ -28,8 +28,9 @@ def _sorted_positions(headers: list[pydicom.Dataset]) -> tuple[np.ndarray, np.nd
 
 
 @pytest.mark.parametrize("cohort", ["cohort_a", "cohort_b"])
-def test_t1_series_geometry_matches_truth(cohort: str, request: pytest.FixtureRequest,
-                                          read_subject, read_truth) -> None:
+def test_t1_series_geometry_matches_truth(
+    cohort: str, request: pytest.FixtureRequest, read_subject, read_truth
+) -> None:
     root: Path = request.getfixturevalue(cohort)
     truth = read_truth(root)
     usable = truth[truth["defect"].isin(["", "unlabelled"])]
@@ -72,8 +73,9 @@ def test_t1_series_geometry_matches_truth(cohort: str, request: pytest.FixtureRe
 
 
 @pytest.mark.parametrize("cohort", ["cohort_a", "cohort_b"])
-def test_pixels_decode_with_anatomy_in_the_middle(cohort: str, request: pytest.FixtureRequest,
-                                                  read_subject, read_truth) -> None:
+def test_pixels_decode_with_anatomy_in_the_middle(
+    cohort: str, request: pytest.FixtureRequest, read_subject, read_truth
+) -> None:
     root: Path = request.getfixturevalue(cohort)
     truth = read_truth(root)
     syntaxes = set()
@@ -105,12 +107,21 @@ def test_pixels_decode_with_anatomy_in_the_middle(cohort: str, request: pytest.F
 def test_feet_first_export_gives_the_same_head(tmp_path: Path, read_subject, read_truth) -> None:
     """Same subject, head-first vs feet-first (mirrored rows, normal to the feet) and reversed
     InstanceNumbers: after sorting by position and mirroring columns, the pixels agree."""
-    common = {"n_subjects": 1, "seed": 5, "site": "A", "matrix": [[48, 48]],
-              "noise_sd": [0.0, 0.0], "p_localizer": 0.0, "p_stray_file": 0.0}
-    head_first = generate_cohort(tmp_path / "hf", p_feet_first=0.0,
-                                 instance_order={"ascending": 1}, **common)
-    feet_first = generate_cohort(tmp_path / "ff", p_feet_first=1.0,
-                                 instance_order={"descending": 1}, **common)
+    common = {
+        "n_subjects": 1,
+        "seed": 5,
+        "site": "A",
+        "matrix": [[48, 48]],
+        "noise_sd": [0.0, 0.0],
+        "p_localizer": 0.0,
+        "p_stray_file": 0.0,
+    }
+    head_first = generate_cohort(
+        tmp_path / "hf", p_feet_first=0.0, instance_order={"ascending": 1}, **common
+    )
+    feet_first = generate_cohort(
+        tmp_path / "ff", p_feet_first=1.0, instance_order={"descending": 1}, **common
+    )
     stacks = []
     for root in (head_first, feet_first):
         subject = read_truth(root).subject_id.iloc[0]
@@ -143,9 +154,18 @@ def test_localizer_is_a_three_plane_scout(cohort_a: Path, read_subject, read_tru
         assert len(scouts) == 1
         headers = scouts[0].headers
         assert len(headers) == 3
-        normals = {tuple(np.round(np.cross(np.array(h.ImageOrientationPatient[:3], dtype=float),
-                                           np.array(h.ImageOrientationPatient[3:], dtype=float)),
-                                  3)) for h in headers}
+        normals = {
+            tuple(
+                np.round(
+                    np.cross(
+                        np.array(h.ImageOrientationPatient[:3], dtype=float),
+                        np.array(h.ImageOrientationPatient[3:], dtype=float),
+                    ),
+                    3,
+                )
+            )
+            for h in headers
+        }
         assert len(normals) == 3  # sagittal, coronal, axial
         assert "localizer" in headers[0].SeriesDescription.lower()
         # same study and frame of reference as the T1

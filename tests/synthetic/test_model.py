@@ -38,13 +38,20 @@ def test_age_and_disease_both_enlarge_the_ventricles() -> None:
 
     def mean_expansion(age: float, severity: float) -> float:
         person = Person(sex="F", age=age, severity=severity)
-        return float(np.mean([draw_anatomy(rng, person, model, site, atlas).ventricle_expansion_mm
-                              for _ in range(300)]))
+        return float(
+            np.mean(
+                [
+                    draw_anatomy(rng, person, model, site, atlas).ventricle_expansion_mm
+                    for _ in range(300)
+                ]
+            )
+        )
 
     young, old = mean_expansion(62, 0.3), mean_expansion(84, 0.3)  # clear of the clip at 0
     assert old - young == pytest.approx(model.ventricle_mm_per_decade * 2.2, abs=0.3)
     assert mean_expansion(73, 0.8) - mean_expansion(73, 0.0) == pytest.approx(
-        model.ventricle_mm_per_severity * 0.8, abs=0.4)
+        model.ventricle_mm_per_severity * 0.8, abs=0.4
+    )
 
 
 def _dark_fractions(anatomy) -> tuple[float, float]:
@@ -52,8 +59,9 @@ def _dark_fractions(anatomy) -> tuple[float, float]:
     axial slices through the lateral ventricles."""
     atlas = load_atlas()
     centre = anatomy.pose.template_to_patient(np.array([0.0, -17.0, 15.0]))
-    geo = axial_stack(centre=centre, n_slices=3, spacing_mm=4.0, thickness_mm=4.0, rows=96,
-                      cols=96, pixel_mm=2.0)
+    geo = axial_stack(
+        centre=centre, n_slices=3, spacing_mm=4.0, thickness_mm=4.0, rows=96, cols=96, pixel_mm=2.0
+    )
     images = render(atlas, anatomy, geo).images
     dark = images < 0.5 * (anatomy.contrast_csf + anatomy.contrast_gm)
     rr, cc = np.mgrid[:96, :96]
@@ -67,8 +75,9 @@ def test_disease_signal_is_spatial() -> None:
     atlas, model, site = load_atlas(), anatomy_model(), site_profile("A")
     person = Person(sex="M", age=72.0, severity=0.0)
     base = draw_anatomy(np.random.default_rng(2), person, model, site, atlas)
-    base = dataclasses.replace(base, ventricle_expansion_mm=0.0, cortical_thinning_mm=0.0,
-                               regional_thinning_mm=0.0)
+    base = dataclasses.replace(
+        base, ventricle_expansion_mm=0.0, cortical_thinning_mm=0.0, regional_thinning_mm=0.0
+    )
     c0, r0 = _dark_fractions(base)
     c1, _ = _dark_fractions(dataclasses.replace(base, ventricle_expansion_mm=4.0))
     c2, r2 = _dark_fractions(dataclasses.replace(base, ventricle_expansion_mm=8.0))
@@ -77,7 +86,8 @@ def test_disease_signal_is_spatial() -> None:
     assert c2 - c0 > 0.05
     assert abs(r2 - r0) < 0.5 * (c2 - c0)
     # thinner cortex and wider sulci: more CSF at the rim
-    ct, rt = _dark_fractions(dataclasses.replace(base, cortical_thinning_mm=1.5,
-                                                 regional_thinning_mm=1.5))
+    ct, rt = _dark_fractions(
+        dataclasses.replace(base, cortical_thinning_mm=1.5, regional_thinning_mm=1.5)
+    )
     assert rt - r0 > 0.03
     assert rt - r0 > ct - c0

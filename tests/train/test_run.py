@@ -58,10 +58,7 @@ def test_run_folder_and_checkpoint_contract(tmp_path, train_cfg, fake_cache) -> 
     assert backbone["_target_"] == "pipeline.models.SimpleCNN"
     assert backbone["in_channels"] == 3 and backbone["num_classes"] == 1
     assert raw.recipe_hash == recipe_hash(cfg)
-    assert (
-        raw.recipe_hash
-        == json.loads((cache / "provenance.json").read_text())["recipe_hash"]
-    )
+    assert raw.recipe_hash == json.loads((cache / "provenance.json").read_text())["recipe_hash"]
     assert raw.recipe["normalize"]["size"] == 32
     assert raw.data_name == "fake" and "torch" in raw.versions
     assert raw.train_config["model"]["optimizer"]["lr"] == cfg.model.optimizer.lr

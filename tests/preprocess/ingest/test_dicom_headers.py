@@ -91,8 +91,15 @@ def test_fast_reader_matches_pydicom_on_generated_files(tmp_path, dicom_writer, 
 
 @pytest.mark.parametrize(
     "name",
-    ["MR_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm", "MR_small_jp2klossless.dcm",
-     "MR_small_padded.dcm", "JPGExtended.dcm", "693_J2KI.dcm"],
+    [
+        "MR_small.dcm",
+        "MR_small_implicit.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_padded.dcm",
+        "JPGExtended.dcm",
+        "693_J2KI.dcm",
+    ],
 )
 def test_fast_reader_matches_pydicom_on_bundled_files(name):
     path = Path(get_testdata_file(name))
@@ -131,8 +138,9 @@ def test_big_endian_goes_to_pydicom(name, tmp_path):
 
 
 def test_enhanced_file_goes_to_pydicom(tmp_path, dicom_writer):
-    path = dicom_writer.enhanced(tmp_path / "E", dicom_writer.make_volume(n=4, slope=2.0,
-                                                                          intercept=-10.0))
+    path = dicom_writer.enhanced(
+        tmp_path / "E", dicom_writer.make_volume(n=4, slope=2.0, intercept=-10.0)
+    )
     assert not uses_fast_path(path)
     frames = headers.read_frame_headers(path)
     assert [f.frame for f in frames] == [0, 1, 2, 3]

@@ -106,8 +106,9 @@ def test_bundled_deflated_file_reads_like_pydicom(tmp_path, series_cfg):
     np.testing.assert_array_equal(stack.read([1])[0], reference(source))
 
 
-def test_truncated_deflated_file_is_a_file_rejection(tmp_path, dicom_writer, truth_volume,
-                                                     series_cfg):
+def test_truncated_deflated_file_is_a_file_rejection(
+    tmp_path, dicom_writer, truth_volume, series_cfg
+):
     paths = dicom_writer.series(
         tmp_path / "S1", truth_volume, transfer_syntax=DeflatedExplicitVRLittleEndian
     )

@@ -32,8 +32,9 @@ def recipe(preprocess_cfg):
 
 def extract(result, stack, recipe, root):
     context = SubjectContext.from_recipe(root, recipe, "recipe-hash", root / "cache")
-    return extract_session(result, stack, context, SliceNormalizer(recipe["normalize"]),
-                           StepClock())
+    return extract_session(
+        result, stack, context, SliceNormalizer(recipe["normalize"]), StepClock()
+    )
 
 
 def write_session(root, dicom_writer, broken_first: bool):
@@ -43,16 +44,23 @@ def write_session(root, dicom_writer, broken_first: bool):
     folders = {n: root / "S1" / f"series{n}" for n in (2, 5, 7)}
     for n, folder in folders.items():
         volume = dicom_writer.make_volume(seed=n)
-        paths = dicom_writer.series(folder, volume, study_uid=study, series_number=n,
-                                    description=f"T1 run {n}", transfer_syntax=RLELossless)
+        paths = dicom_writer.series(
+            folder,
+            volume,
+            study_uid=study,
+            series_number=n,
+            description=f"T1 run {n}",
+            transfer_syntax=RLELossless,
+        )
         if broken_first and n == 2:
             for path in paths:
                 break_rle_header(path)
     return folders
 
 
-def test_session_falls_back_to_the_next_qualifying_series(tmp_path, dicom_writer, series_cfg,
-                                                          recipe):
+def test_session_falls_back_to_the_next_qualifying_series(
+    tmp_path, dicom_writer, series_cfg, recipe
+):
     write_session(tmp_path, dicom_writer, broken_first=True)
     result = scan(tmp_path / "S1", series_cfg)
     [chosen] = result.stacks
@@ -74,8 +82,7 @@ def test_session_falls_back_to_the_next_qualifying_series(tmp_path, dicom_writer
     assert record.series_hash != chosen.series_hash
 
 
-def test_session_without_a_decodable_series_gives_none(tmp_path, dicom_writer, series_cfg,
-                                                       recipe):
+def test_session_without_a_decodable_series_gives_none(tmp_path, dicom_writer, series_cfg, recipe):
     folder = tmp_path / "S1"
     paths = dicom_writer.series(folder, dicom_writer.make_volume(), transfer_syntax=RLELossless)
     for path in paths:
@@ -86,8 +93,9 @@ def test_session_without_a_decodable_series_gives_none(tmp_path, dicom_writer, s
     assert all(str(tmp_path) not in r.reason for r in result.rejections)
 
 
-def test_unreadable_file_reason_has_no_absolute_path(tmp_path, dicom_writer, truth_volume,
-                                                     series_cfg):
+def test_unreadable_file_reason_has_no_absolute_path(
+    tmp_path, dicom_writer, truth_volume, series_cfg
+):
     folder = tmp_path / "S1"
     dicom_writer.series(folder, truth_volume)
     os.symlink(tmp_path / "gone.dcm", folder / "link.dcm")  # a dangling link in an export

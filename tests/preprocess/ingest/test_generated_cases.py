@@ -50,8 +50,9 @@ def test_feet_first_export_gives_the_head_first_stack(
     tmp_path, dicom_writer, truth_volume, series_cfg
 ):
     dicom_writer.series(tmp_path / "HF", truth_volume)
-    dicom_writer.series(tmp_path / "FF", truth_volume, layout=dicom_writer.FEET_FIRST,
-                        order="descending")
+    dicom_writer.series(
+        tmp_path / "FF", truth_volume, layout=dicom_writer.FEET_FIRST, order="descending"
+    )
     head_first, feet_first = scan(tmp_path / "HF", series_cfg), scan(tmp_path / "FF", series_cfg)
     assert_same_volume(head_first, truth_volume)
     assert_same_volume(feet_first, truth_volume)
@@ -90,8 +91,9 @@ def test_localizer_in_the_same_folder_is_rejected_by_description(
     folder = tmp_path / "S1" / "mixed"
     dicom_writer.series(folder, truth_volume, names="random", seed=1)
     scout = dicom_writer.make_volume(n=3, rows=16, cols=16)
-    dicom_writer.series(folder, scout, names="random", seed=2, description="AAHead_Scout",
-                        series_number=1)
+    dicom_writer.series(
+        folder, scout, names="random", seed=2, description="AAHead_Scout", series_number=1
+    )
     result = scan(tmp_path / "S1", series_cfg, expected=truth_volume.n)
     assert_same_volume(result, truth_volume)
     assert reasons(result) == [
@@ -129,8 +131,12 @@ def test_localizer_without_telling_description_is_caught_by_geometry(
     scout = dicom_writer.make_volume(n=3, rows=16, cols=16, axes=sagittal)
     dicom_writer.series(folder, scout, names="random", seed=2, description="t1_fl2d")
     # One series with three orientations, like a tri-plane localizer.
-    tri = [dicom_writer.make_volume(n=1, rows=16, cols=16, axes=a, seed=i) for i, a in
-           enumerate([np.eye(3), sagittal, np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]).T])]
+    tri = [
+        dicom_writer.make_volume(n=1, rows=16, cols=16, axes=a, seed=i)
+        for i, a in enumerate(
+            [np.eye(3), sagittal, np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]).T]
+        )
+    ]
     uid = generate_uid()
     for i, v in enumerate(tri):
         dicom_writer.series(folder / f"tri{i}", v, series_uid=uid, description="t1_fl2d")
@@ -259,7 +265,8 @@ def test_duplicated_slice_position_rejects_the_series(
     uid = generate_uid()
     dicom_writer.series(tmp_path / "S1", truth_volume, series_uid=uid)
     extra = dicom_writer.Volume(
-        truth_volume.values[4:5], truth_volume.spacing,
+        truth_volume.values[4:5],
+        truth_volume.spacing,
         tuple(truth_volume.coordinates()[4, 0, 0]),
     )
     dicom_writer.series(tmp_path / "S1" / "again", extra, series_uid=uid)
@@ -286,11 +293,11 @@ def test_mixed_orientation_is_rejected(tmp_path, dicom_writer, series_cfg):
     uid = generate_uid()
     straight = dicom_writer.make_volume(n=4, rows=8, cols=8)
     angle = np.deg2rad(20)
-    turned = np.array([[np.cos(angle), np.sin(angle), 0], [-np.sin(angle), np.cos(angle), 0],
-                       [0, 0, 1]])
+    turned = np.array(
+        [[np.cos(angle), np.sin(angle), 0], [-np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
     dicom_writer.series(tmp_path / "S1" / "a", straight, series_uid=uid)
-    moved = dicom_writer.make_volume(n=4, rows=8, cols=8, axes=turned,
-                                     origin=(-20.0, -18.0, -24.0))
+    moved = dicom_writer.make_volume(n=4, rows=8, cols=8, axes=turned, origin=(-20.0, -18.0, -24.0))
     dicom_writer.series(tmp_path / "S1" / "b", moved, series_uid=uid)
     result = scan(tmp_path / "S1", series_cfg)
     assert reasons(result, "series")[0].startswith("mixed orientation: 2 different")
@@ -298,21 +305,30 @@ def test_mixed_orientation_is_rejected(tmp_path, dicom_writer, series_cfg):
 
 def test_mixed_pixel_shape_is_rejected(tmp_path, dicom_writer, series_cfg):
     uid = generate_uid()
-    dicom_writer.series(tmp_path / "S1" / "a", dicom_writer.make_volume(n=4, rows=8, cols=8),
-                        series_uid=uid)
-    dicom_writer.series(tmp_path / "S1" / "b", dicom_writer.make_volume(
-        n=4, rows=10, cols=8, origin=(-20.0, -18.0, -24.0)), series_uid=uid)
+    dicom_writer.series(
+        tmp_path / "S1" / "a", dicom_writer.make_volume(n=4, rows=8, cols=8), series_uid=uid
+    )
+    dicom_writer.series(
+        tmp_path / "S1" / "b",
+        dicom_writer.make_volume(n=4, rows=10, cols=8, origin=(-20.0, -18.0, -24.0)),
+        series_uid=uid,
+    )
     [reason] = reasons(scan(tmp_path / "S1", series_cfg), "series")
     assert reason == "mixed pixel shape (8x8 in 4, 10x8 in 4 slices)"
 
 
 def test_mixed_pixel_spacing_is_rejected(tmp_path, dicom_writer, series_cfg):
     uid = generate_uid()
-    dicom_writer.series(tmp_path / "S1" / "a", dicom_writer.make_volume(n=4, rows=8, cols=8),
-                        series_uid=uid)
-    dicom_writer.series(tmp_path / "S1" / "b", dicom_writer.make_volume(
-        n=4, rows=8, cols=8, spacing=(4.0, 1.0, 1.5), origin=(-20.0, -18.0, -24.0)),
-        series_uid=uid)
+    dicom_writer.series(
+        tmp_path / "S1" / "a", dicom_writer.make_volume(n=4, rows=8, cols=8), series_uid=uid
+    )
+    dicom_writer.series(
+        tmp_path / "S1" / "b",
+        dicom_writer.make_volume(
+            n=4, rows=8, cols=8, spacing=(4.0, 1.0, 1.5), origin=(-20.0, -18.0, -24.0)
+        ),
+        series_uid=uid,
+    )
     [reason] = reasons(scan(tmp_path / "S1", series_cfg), "series")
     assert reason == "mixed pixel spacing (1.0x1.25 mm in 4, 1.0x1.5 mm in 4 slices)"
 
@@ -362,8 +378,9 @@ def test_several_qualifying_series_pick_by_rule(tmp_path, dicom_writer, truth_vo
     study = generate_uid()
     dicom_writer.series(tmp_path / "S1" / "a", truth_volume, study_uid=study, series_number=5)
     other = dicom_writer.make_volume(seed=9)
-    dicom_writer.series(tmp_path / "S1" / "b", other, study_uid=study, series_number=2,
-                        description="T1 repeat")
+    dicom_writer.series(
+        tmp_path / "S1" / "b", other, study_uid=study, series_number=2, description="T1 repeat"
+    )
     first = scan(tmp_path / "S1", series_cfg)
     assert_same_volume(first, other)
     [why] = first.rejections
@@ -373,8 +390,11 @@ def test_several_qualifying_series_pick_by_rule(tmp_path, dicom_writer, truth_vo
     assert_same_volume(last, truth_volume)
 
 
-@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"],
-                         ids=["native: read from the file", "RLE: decoded by pydicom"])
+@pytest.mark.parametrize(
+    "syntax",
+    ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5"],
+    ids=["native: read from the file", "RLE: decoded by pydicom"],
+)
 def test_scan_decodes_nothing_and_read_decodes_only_requested(
     tmp_path, dicom_writer, truth_volume, series_cfg, monkeypatch, syntax
 ):
@@ -397,8 +417,9 @@ def test_scan_decodes_nothing_and_read_decodes_only_requested(
     monkeypatch.setattr(pixels, "pixel_array", spy_decode)
     monkeypatch.setattr(dicom_volume.DicomVoxels, "_read_rows", spy_rows)
     volume = dicom_writer.make_volume(rows=40, cols=36)  # RLE via openjpeg-sized frames
-    paths = dicom_writer.series(tmp_path / "S1", volume, order="shuffled", names="random",
-                                transfer_syntax=syntax)
+    paths = dicom_writer.series(
+        tmp_path / "S1", volume, order="shuffled", names="random", transfer_syntax=syntax
+    )
     stack = scan(tmp_path / "S1", series_cfg).stacks[0]
     assert decoded == []
     block = stack.read([3, 4, 5])
@@ -415,12 +436,17 @@ def test_stack_pickles_and_reads_after(tmp_path, dicom_writer, truth_volume, ser
         stack.read([8])
 
 
-def test_nothing_returned_holds_header_phi_or_uids(tmp_path, dicom_writer, truth_volume,
-                                                   series_cfg):
+def test_nothing_returned_holds_header_phi_or_uids(
+    tmp_path, dicom_writer, truth_volume, series_cfg
+):
     series_uid, study_uid = generate_uid(), generate_uid()
     dicom_writer.series(tmp_path / "S1", truth_volume, series_uid=series_uid, study_uid=study_uid)
-    dicom_writer.series(tmp_path / "S1" / "scout", dicom_writer.make_volume(n=2),
-                        description="localizer", study_uid=study_uid)
+    dicom_writer.series(
+        tmp_path / "S1" / "scout",
+        dicom_writer.make_volume(n=2),
+        description="localizer",
+        study_uid=study_uid,
+    )
     result = scan(tmp_path / "S1", series_cfg)
     assert result.stacks and result.rejections
     blob = pickle.dumps(result) + repr(result).encode()
@@ -435,9 +461,13 @@ def test_enhanced_mr_frames_sorted_by_per_frame_positions(
     import pipeline.preprocess.pixels as pixels
 
     volume = dicom_writer.make_volume(slope=2.0, intercept=-10.0)
-    dicom_writer.enhanced(tmp_path / "S1" / "multi", volume, order="shuffled",
-                          layout=dicom_writer.Layout(True, False, True),
-                          stray_top_level_position=stray_top_level_position)
+    dicom_writer.enhanced(
+        tmp_path / "S1" / "multi",
+        volume,
+        order="shuffled",
+        layout=dicom_writer.Layout(True, False, True),
+        stray_top_level_position=stray_top_level_position,
+    )
     result = scan(tmp_path / "S1", series_cfg, expected=volume.n)
     assert_same_volume(result, volume)
 
@@ -471,12 +501,18 @@ def test_classic_file_with_stray_empty_per_frame_sequence_is_not_enhanced(
     assert_same_volume(scan(tmp_path / "S1", series_cfg, expected=truth_volume.n), truth_volume)
 
 
-@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90"],
-                         ids=["RLE", "JPEG2000-lossless"])
+@pytest.mark.parametrize(
+    "syntax", ["1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90"], ids=["RLE", "JPEG2000-lossless"]
+)
 def test_compressed_series_round_trip(tmp_path, dicom_writer, series_cfg, syntax):
     volume = dicom_writer.make_volume(n=4, rows=40, cols=36)  # openjpeg wants >= 32 pixels
-    dicom_writer.series(tmp_path / "S1", volume, transfer_syntax=syntax,
-                        layout=dicom_writer.FEET_FIRST, order="shuffled")
+    dicom_writer.series(
+        tmp_path / "S1",
+        volume,
+        transfer_syntax=syntax,
+        layout=dicom_writer.FEET_FIRST,
+        order="shuffled",
+    )
     assert_same_volume(scan(tmp_path / "S1", series_cfg), volume)
 
 

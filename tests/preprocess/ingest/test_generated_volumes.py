@@ -46,8 +46,12 @@ def stacks(tmp_path_factory):
     """The accepted stack of each variant (one subject, the same seed)."""
     out = {}
     for name, extra in VARIANTS.items():
-        root = generate_cohort(tmp_path_factory.mktemp(name), n_subjects=1, seed=11,
-                               **{**VOLUME, **extra}) / "dicom"
+        root = (
+            generate_cohort(
+                tmp_path_factory.mktemp(name), n_subjects=1, seed=11, **{**VOLUME, **extra}
+            )
+            / "dicom"
+        )
         context = IngestContext.from_recipe(root, {"series": SERIES, "slices": {"expected": None}})
         [subject] = sorted(root.iterdir())
         result = scan_subject(subject.name, subject, context)
@@ -58,8 +62,9 @@ def stacks(tmp_path_factory):
 
 def voxel_points(stack) -> np.ndarray:
     """RAS mm of every voxel of the stack, ``(k, rows, cols, 3)``."""
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in (stack.n_slices, *stack.shape)],
-                                indexing="ij"), axis=-1)
+    grid = np.stack(
+        np.meshgrid(*[np.arange(n) for n in (stack.n_slices, *stack.shape)], indexing="ij"), axis=-1
+    )
     return grid @ stack.affine[:3, :3].T + stack.affine[:3, 3]
 
 
@@ -88,7 +93,10 @@ def head_difference(reference, other, flip_axis: int | None = None) -> float:
 def test_classic_enhanced_and_nifti_exports_give_the_same_axial_stack(stacks):
     reference = stacks["sagittal"]
     assert (reference.acquired_plane, reference.resliced, reference.acquisition) == (
-        "sagittal", True, "3D")
+        "sagittal",
+        True,
+        "3D",
+    )
     everything = range(reference.n_slices)
     for name in ("enhanced", "nifti"):
         stack = stacks[name]

@@ -54,8 +54,9 @@ def test_acquired_plane_view_of_a_dicom_grid(iop, plane, to_view):
 
 def test_sagittal_grid_viewed_axially_takes_one_row_of_every_frame():
     # Sagittal frames: columns run anterior -> posterior, rows head -> feet, frames to the left.
-    geometry = dicom_grid([0, 1, 0, 0, 0, -1], rows=6, cols=4, n=5, spacing=(1.0, 1.0),
-                          step_mm=1.0, kind="3D")
+    geometry = dicom_grid(
+        [0, 1, 0, 0, 0, -1], rows=6, cols=4, n=5, spacing=(1.0, 1.0), step_mm=1.0, kind="3D"
+    )
     view = plane_view(geometry, "axial")
     assert (view.slice_axis, view.n_slices, view.shape) == (0, 6, (4, 5))
     [row] = view.stored_indices([0])

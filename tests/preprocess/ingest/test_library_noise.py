@@ -58,8 +58,9 @@ def captured_log(caplog):
     return caplog
 
 
-def test_pydicom_warnings_go_into_the_reason_and_the_debug_log(tmp_path, dicom_writer,
-                                                               truth_volume, captured_log):
+def test_pydicom_warnings_go_into_the_reason_and_the_debug_log(
+    tmp_path, dicom_writer, truth_volume, captured_log
+):
     [path] = dicom_writer.series(tmp_path / "S1", dicom_writer.make_volume(n=1))
     flip_transfer_syntax_length(path)
     with warnings.catch_warnings(record=True) as raised:
@@ -74,8 +75,9 @@ def test_pydicom_warnings_go_into_the_reason_and_the_debug_log(tmp_path, dicom_w
     assert any(str(path) in m and "value length (77)" in m for m in debug)
 
 
-def test_decoder_tracebacks_go_to_the_debug_log_only(tmp_path, dicom_writer, truth_volume,
-                                                     series_cfg, captured_log):
+def test_decoder_tracebacks_go_to_the_debug_log_only(
+    tmp_path, dicom_writer, truth_volume, series_cfg, captured_log
+):
     paths = dicom_writer.series(tmp_path / "S1", truth_volume, transfer_syntax=RLELossless)
     break_rle_header(paths[0])
     [stack] = scan(tmp_path / "S1", series_cfg).stacks
@@ -105,8 +107,9 @@ def damaged_cohort(base: Path) -> tuple[Path, Path, dict[str, list[Path]], list[
     for i, subject in enumerate(subjects):
         volume = axial_volume(head_volume(12, 40, 36, seed=i), spacing=4.0, pixel_spacing=2.0)
         syntax = RLELossless if subject == "undecodable" else "1.2.840.10008.1.2.1"
-        paths = writer.series(root / subject / "t1", volume, names="random", seed=i,
-                              transfer_syntax=syntax)
+        paths = writer.series(
+            root / subject / "t1", volume, names="random", seed=i, transfer_syntax=syntax
+        )
         if subject in DAMAGES:
             damaged[subject] = paths[3:5]
             for path in damaged[subject]:
@@ -125,16 +128,32 @@ def test_damaged_cohort_log_has_no_library_noise(tmp_path, repo_root):
     root, labels, damaged, good = damaged_cohort(tmp_path)
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.preprocess", "data=custom", f"data.root={root}",
-         f"data.labels={labels}", "data.name=damaged", f"paths.cache={tmp_path / 'cache'}",
-         "slices.expected=12", "normalize.size=32", "preprocess.workers=2",
-         f"hydra.run.dir={run_dir}"],
-        cwd=repo_root, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pipeline.preprocess",
+            "data=custom",
+            f"data.root={root}",
+            f"data.labels={labels}",
+            "data.name=damaged",
+            f"paths.cache={tmp_path / 'cache'}",
+            "slices.expected=12",
+            "normalize.size=32",
+            "preprocess.workers=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     [job_log] = [p for p in run_dir.glob("*.log") if not p.name.endswith("_debug.log")]
-    for where, text in [("stdout", done.stdout), ("stderr", done.stderr),
-                        (job_log.name, job_log.read_text())]:
+    for where, text in [
+        ("stdout", done.stdout),
+        ("stderr", done.stderr),
+        (job_log.name, job_log.read_text()),
+    ]:
         assert "Traceback" not in text, where
         assert "Warning:" not in text and "warn(" not in text, where  # raw warnings
         assert not LIBRARY_RECORD.search(text), where  # library loggers' records

@@ -31,8 +31,7 @@ def rotation(axis: int, degrees: float) -> np.ndarray:
     [np.eye(3), rotation(0, 10.0), rotation(2, -15.0)],
     ids=["straight", "tilted", "rotated"],
 )
-def test_dicom_and_nifti_of_one_volume_agree(tmp_path, dicom_writer, series_cfg, voxel_order,
-                                             axes):
+def test_dicom_and_nifti_of_one_volume_agree(tmp_path, dicom_writer, series_cfg, voxel_order, axes):
     volume = dicom_writer.make_volume(n=6, rows=14, cols=11, spacing=(3.5, 0.9, 1.2), axes=axes)
     dicom_writer.series(tmp_path / "D", volume, layout=dicom_writer.FEET_FIRST, order="shuffled")
     dicom_writer.nifti(tmp_path / "N.nii.gz", volume, voxel_order=voxel_order)

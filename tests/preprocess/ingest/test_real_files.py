@@ -146,8 +146,7 @@ def philips_enhanced(tmp_path_factory) -> Path:
     return folder
 
 
-def test_real_enhanced_mr_frames_sorted_by_functional_group_positions(philips_enhanced,
-                                                                      series_cfg):
+def test_real_enhanced_mr_frames_sorted_by_functional_group_positions(philips_enhanced, series_cfg):
     root = philips_enhanced.parent
     cfg = {**series_cfg, "plane": None}
     result = scan("P1", philips_enhanced, root, cfg, None)
@@ -158,8 +157,10 @@ def test_real_enhanced_mr_frames_sorted_by_functional_group_positions(philips_en
     assert np.all(np.diff(stack.positions_mm) > 0)
 
     ds = pydicom.dcmread(philips_enhanced / "IM_0001", stop_before_pixels=True)
-    x = [float(f.PlanePositionSequence[0].ImagePositionPatient[0])
-         for f in ds.PerFrameFunctionalGroupsSequence]
+    x = [
+        float(f.PlanePositionSequence[0].ImagePositionPatient[0])
+        for f in ds.PerFrameFunctionalGroupsSequence
+    ]
     frame_of = np.argsort(x)  # sagittal: positions increase towards the patient's left (+x)
     # Its rows already run head -> feet and its columns front -> back: the canonical sagittal
     # view, so the pixels come back unflipped.
@@ -173,8 +174,9 @@ def test_real_enhanced_mr_frames_sorted_by_functional_group_positions(philips_en
 
 @pytest.mark.filterwarnings("ignore:The DICOM readers are highly experimental")
 @pytest.mark.filterwarnings("ignore:Unable to find Philips private scale factor")
-def test_real_sagittal_3d_volume_is_resliced_to_axial_as_nibabel_reads_it(philips_enhanced,
-                                                                          series_cfg):
+def test_real_sagittal_3d_volume_is_resliced_to_axial_as_nibabel_reads_it(
+    philips_enhanced, series_cfg
+):
     """The default recipe takes the axial slices of the sagittal MP-RAGE: the same voxels, in
     the same places, as nibabel.nicom's own volume reoriented by as_closest_canonical."""
     from nibabel.nicom import dicomwrappers
@@ -212,8 +214,7 @@ def test_siemens_dti_pair_is_too_short(tmp_path, series_cfg):
     folder.mkdir()
     for name in ("0.dcm", "1.dcm"):
         shutil.copy(NICOM_DATA / name, folder / name)
-    result = scan("S1", folder, tmp_path, {**series_cfg, "description_exclude": None},
-                          None)
+    result = scan("S1", folder, tmp_path, {**series_cfg, "description_exclude": None}, None)
     assert result.rejections[0].reason.startswith("2 slice(s): too few for a stack")
 
 
@@ -240,8 +241,8 @@ def test_nifti_las_volume_is_reoriented_to_canonical(tmp_path, series_cfg):
 
 
 @pytest.mark.parametrize(
-    ("name", "volumes"), [("functional.nii", 20), ("example4d.nii.gz", 2),
-                          ("example_nifti2.nii.gz", 2)]
+    ("name", "volumes"),
+    [("functional.nii", 20), ("example4d.nii.gz", 2), ("example_nifti2.nii.gz", 2)],
 )
 def test_4d_nifti_is_rejected(tmp_path, series_cfg, name, volumes):
     shutil.copy(NIBABEL_DATA / name, tmp_path / name)

@@ -33,19 +33,25 @@ def canonical_axial(path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def sagittal_volume(dicom_writer):
     """A 1 mm isotropic sagittal volume: 9 slices of 12 x 10 pixels (stored * 2 - 10)."""
-    return dicom_writer.make_volume(n=9, rows=12, cols=10, spacing=(1.0, 1.0, 1.0),
-                                    axes=SAGITTAL, slope=2.0, intercept=-10.0)
+    return dicom_writer.make_volume(
+        n=9, rows=12, cols=10, spacing=(1.0, 1.0, 1.0), axes=SAGITTAL, slope=2.0, intercept=-10.0
+    )
 
 
 @pytest.mark.parametrize("export", ["classic", "feet_first", "compressed", "enhanced"])
-def test_sagittal_3d_dicom_is_resliced_like_its_nifti(tmp_path, dicom_writer, sagittal_volume,
-                                                      series_cfg, export):
+def test_sagittal_3d_dicom_is_resliced_like_its_nifti(
+    tmp_path, dicom_writer, sagittal_volume, series_cfg, export
+):
     folder = tmp_path / "S1"
     if export == "enhanced":
         dicom_writer.enhanced(folder / "IM1", sagittal_volume)
     else:
         dicom_writer.series(
-            folder, sagittal_volume, order="shuffled", slope=2.0, intercept=-10.0,
+            folder,
+            sagittal_volume,
+            order="shuffled",
+            slope=2.0,
+            intercept=-10.0,
             layout=dicom_writer.FEET_FIRST if export == "feet_first" else dicom_writer.Layout(),
             transfer_syntax=RLELossless if export == "compressed" else ExplicitVRLittleEndian,
         )
@@ -63,8 +69,9 @@ def test_sagittal_3d_dicom_is_resliced_like_its_nifti(tmp_path, dicom_writer, sa
 
 def test_row_reads_match_a_whole_decode(tmp_path, dicom_writer, sagittal_volume, series_cfg):
     """Native files are read by rows; the result equals pydicom decoding every frame."""
-    dicom_writer.series(tmp_path / "S1", sagittal_volume, signed=True, slope=2.0,
-                        intercept=-10.0, monochrome1=True)
+    dicom_writer.series(
+        tmp_path / "S1", sagittal_volume, signed=True, slope=2.0, intercept=-10.0, monochrome1=True
+    )
     [stack] = scan(tmp_path / "S1", tmp_path, series_cfg).stacks
     rows = stack.read([3, 4, 5])
     layouts = [v for k, v in stack.voxels.cache.items() if k[0] == "layout"]
@@ -87,8 +94,7 @@ def test_series_plane_is_honoured_by_both_formats(tmp_path, dicom_writer, series
 
 
 def test_2d_thick_sagittal_series_is_refused_unless_asked(tmp_path, dicom_writer, series_cfg):
-    thick = dicom_writer.make_volume(n=6, rows=12, cols=10, spacing=(4.8, 1.0, 1.0),
-                                     axes=SAGITTAL)
+    thick = dicom_writer.make_volume(n=6, rows=12, cols=10, spacing=(4.8, 1.0, 1.0), axes=SAGITTAL)
     dicom_writer.series(tmp_path / "S1", thick)
     refused = scan(tmp_path / "S1", tmp_path, series_cfg)
     assert refused.stacks == []
@@ -105,8 +111,7 @@ def test_2d_thick_sagittal_series_is_refused_unless_asked(tmp_path, dicom_writer
 
 def test_declared_mr_acquisition_type_wins(tmp_path, dicom_writer, series_cfg):
     """A 2 mm sagittal series is near-isotropic enough only when it says it is 3D."""
-    volume = dicom_writer.make_volume(n=6, rows=12, cols=10, spacing=(2.0, 1.0, 1.0),
-                                      axes=SAGITTAL)
+    volume = dicom_writer.make_volume(n=6, rows=12, cols=10, spacing=(2.0, 1.0, 1.0), axes=SAGITTAL)
 
     def declare(ds, _k):
         ds.MRAcquisitionType = "3D"

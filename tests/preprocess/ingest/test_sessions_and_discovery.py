@@ -34,10 +34,13 @@ def test_discover_subject_folders_nifti_files_and_strays(tmp_path):
     (tmp_path / ".DS_Store").write_bytes(b"")
     subjects, rejected = discover_subjects(tmp_path)
     assert [(s, p.name) for s, p in subjects] == [
-        ("sub-01", "sub-01"), ("sub-02", "sub-02"), ("sub-03", "sub-03.nii.gz")
+        ("sub-01", "sub-01"),
+        ("sub-02", "sub-02"),
+        ("sub-03", "sub-03.nii.gz"),
     ]
     assert sorted((r.path, r.level) for r in rejected) == [
-        ("labels.csv", "file"), ("sub-01.nii", "file")
+        ("labels.csv", "file"),
+        ("sub-01.nii", "file"),
     ]
     stray = next(r.reason for r in rejected if r.path == "labels.csv")
     assert "outside any subject folder" in stray
@@ -114,8 +117,12 @@ def test_date_folders_become_ordinals_by_study_date():
 
 
 def test_labelled_sessions_match_folder_names_at_any_depth():
-    units = [unit("a", "s1", "visits/m06/T1"), unit("b", "s2", "visits/bl/T1"),
-             unit("c", "s3", "other/T1"), unit("d", "s4", "visits/bl/T1", "visits/m06/T1")]
+    units = [
+        unit("a", "s1", "visits/m06/T1"),
+        unit("b", "s2", "visits/bl/T1"),
+        unit("c", "s3", "other/T1"),
+        unit("d", "s4", "visits/bl/T1", "visits/m06/T1"),
+    ]
     assigned, conflicts = assign_sessions(units, sessions=["bl", "m06"])
     assert assigned == {"a": "m06", "b": "bl", "c": ""}
     assert "several session folders (bl, m06)" in conflicts["d"]
@@ -143,7 +150,8 @@ def test_session_without_a_usable_series_is_reported(tmp_path, dicom_writer, ser
     result = scan("S1", subject, tmp_path, series_cfg, 8)
     assert [s.session_id for s in result.stacks] == ["bl"]
     assert [(r.session_id, r.level, r.path) for r in result.rejections] == [
-        ("m12", "series", "S1/m12/"), ("m12", "session", "S1/m12/")
+        ("m12", "series", "S1/m12/"),
+        ("m12", "session", "S1/m12/"),
     ]
 
 
