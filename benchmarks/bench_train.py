@@ -204,9 +204,10 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> Thro
         images = np.load(images_path, mmap_mode="r")
         batch = int(cfg.datamodule.batch_size)
         # Whole batches only, the same images both ways: a short last batch would cost the real
-        # path a step's fixed overhead that the in-memory one does not pay.
-        n = max(batch, min(n_images, len(images)) // batch * batch)
-        rows = np.arange(n)
+        # path a step's fixed overhead that the in-memory one does not pay. Rows repeat when the
+        # cache holds fewer images than --images asks for (the demo cache has 240).
+        n = max(batch, n_images // batch * batch)
+        rows = np.arange(n) % len(images)
         labels = np.arange(n) % len(cfg.data.classes)
         model_cfg = network_config(
             to_container(cfg.model.net),
@@ -245,7 +246,7 @@ def throughput(cache_root: str, n_images: int, rounds: int, epochs: int) -> Thro
         for _ in range(rounds):
             for name, augment in augments.items():
                 speeds[name].append(_fit_images_per_second(module(augment), real_path(), epochs))
-            in_memory = InMemoryBatches(images[:n], labels, batch)
+            in_memory = InMemoryBatches(images[rows], labels, batch)
             speeds["memory"].append(_fit_images_per_second(module(None), in_memory, epochs))
     # Each round times all of them back to back; the median of the rounds' ratios is steadier
     # than a ratio of bests when other work on the machine comes and goes.
